@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The main job: install what is missing, build, start the agent, post the example app as a
+# bundle and print the final report.
+#
+# Target: the local Convex stand-in (tests/standin), unless real Convex credentials are
+# configured: CONVEX_TEAM_TOKEN plus DEPLOY_AGENT_DEPLOYMENT (the agent mints a deploy key),
+# or CONVEX_DEPLOY_KEY (sent as the Convex-Deploy-Key header). DEPLOY_AGENT_TARGET picks
+# dev or prod (default prod); DEPLOY_AGENT_APP another app folder (default examples/chat-app).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$ROOT/scripts/setup.sh"
+
+BIN="$ROOT/build/bin"
+APP="${DEPLOY_AGENT_APP:-$ROOT/examples/chat-app}"
+TARGET="${DEPLOY_AGENT_TARGET:-prod}"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Starts a server whose first stdout line is `listening on URL` and sets SERVER_URL. Runs in
+# this shell (not a subshell) so the PID is remembered and the pipe stays open.
+start_server() {
+  local name="$1"; shift
+  mkfifo "$WORK/$name.out"
+  "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
+  PIDS+=($!)
+  exec {fd}<"$WORK/$name.out"
+  local line=""
+  if ! read -r -u "$fd" line || [[ "$line" != "listening on "* ]]; then
+    echo "run: $name did not start:" >&2
+    cat "$WORK/$name.log" >&2
+    exit 1
+  fi
+  SERVER_URL="${line#listening on }"
+}
+
+AGENT_TOKEN="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+AGENT_ARGS=(--listen 127.0.0.1:0 --state-dir "$ROOT/.state")
+QUERY="target=$TARGET"
+HEADERS=()
+
+if [ -n "${CONVEX_DEPLOY_KEY:-}" ]; then
+  echo "run: using CONVEX_DEPLOY_KEY against the Convex cloud"
+  HEADERS+=(-H "Convex-Deploy-Key: $CONVEX_DEPLOY_KEY")
+elif [ -n "${CONVEX_TEAM_TOKEN:-}" ] && [ -n "${DEPLOY_AGENT_DEPLOYMENT:-}" ]; then
+  echo "run: using CONVEX_TEAM_TOKEN to deploy to $DEPLOY_AGENT_DEPLOYMENT on the Convex cloud"
+  QUERY="$QUERY&deployment=$DEPLOY_AGENT_DEPLOYMENT"
+else
+  echo "run: no Convex credentials configured: deploying to the LOCAL CONVEX STAND-IN (tests/standin), not the Convex cloud"
+  STANDIN_TEAM_TOKEN="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  start_server standin "$BIN/convex-standin" --listen 127.0.0.1:0 --team-token "$STANDIN_TEAM_TOKEN"
+  STANDIN_URL="$SERVER_URL"
+  echo "run: stand-in at $STANDIN_URL"
+  AGENT_ARGS+=(--convex-url "$STANDIN_URL")
+  if [ "$TARGET" = "prod" ]; then DEPLOYMENT=happy-otter-123; else DEPLOYMENT=brave-fox-456; fi
+  QUERY="$QUERY&deployment=$DEPLOYMENT"
+  export CONVEX_TEAM_TOKEN="$STANDIN_TEAM_TOKEN"
+  # The example's dependencies were cached by setup; prefer them over the registry.
+  AGENT_ARGS+=(--npm-cache "$ROOT/toolchain/npm-cache")
+fi
+
+export DEPLOY_AGENT_TOKEN="$AGENT_TOKEN"
+start_server agent "$BIN/deploy-agent" "${AGENT_ARGS[@]}"
+AGENT_URL="$SERVER_URL"
+echo "run: agent at $AGENT_URL"
+
+tar -C "$APP" --exclude=node_modules --exclude='.env*' -czf "$WORK/bundle.tar.gz" .
+echo "run: posting $(basename "$APP") ($(stat -c %s "$WORK/bundle.tar.gz") bytes) with $QUERY"
+ACCEPTED="$(curl -sS -X POST "$AGENT_URL/v1/deploys?$QUERY" -H "Authorization: Bearer $AGENT_TOKEN" \
+  -H 'Content-Type: application/gzip' "${HEADERS[@]}" --data-binary @"$WORK/bundle.tar.gz")"
+echo "$ACCEPTED"
+ID="$(printf '%s' "$ACCEPTED" | sed -n 's/.*"id": *"\(dep_[0-9a-f]*\)".*/\1/p')"
+[ -n "$ID" ] || { echo "run: the agent did not accept the bundle" >&2; exit 1; }
+
+for _ in $(seq 1 20); do
+  REPORT="$(curl -sS "$AGENT_URL/v1/deploys/$ID?wait=30" -H "Authorization: Bearer $AGENT_TOKEN")"
+  case "$REPORT" in *'"status": "succeeded"'*|*'"status": "failed"'*) break ;; esac
+done
+echo "run: CLI output (GET /v1/deploys/$ID/log):"
+curl -sS "$AGENT_URL/v1/deploys/$ID/log" -H "Authorization: Bearer $AGENT_TOKEN" | sed 's/^/    /'
+echo "run: final report (GET /v1/deploys/$ID):"
+echo "$REPORT"
+case "$REPORT" in *'"status": "succeeded"'*) exit 0 ;; *) exit 1 ;; esac
