@@ -1,0 +1,271 @@
+// Inspection of an unpacked bundle: where the app is, what must be deleted before anything
+// runs in it, and whether it is a Convex app the CLI can push without wiping a deployment.
+#include <algorithm>
+#include <fstream>
+#include <iterator>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "bundle/intake.h"
+#include "bundle/refusal.h"
+
+namespace da::bundle {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using detail::refuse;
+
+namespace {
+
+constexpr std::string_view kMacMetadataDir = "__MACOSX";  // added by macOS "Compress"
+constexpr std::string_view kDefaultFunctionsDir = "convex";
+constexpr std::string_view kGeneratedDir = "_generated";  // written by codegen, not by the app
+constexpr uintmax_t kMaxConfigFileBytes = 1 << 20;
+constexpr std::string_view kFunctionSourceExtensions[] = {".ts", ".js", ".tsx",
+                                                          ".jsx", ".mjs", ".cjs"};
+constexpr std::string_view kEmptyPushWarning =
+    "; without functions the Convex CLI would push an EMPTY app and delete every function "
+    "already deployed";
+
+// Symlinks never count as files or directories here: the tree is untrusted, and following
+// a link could read or judge something outside it.
+bool isRegularFile(const fs::path& path) { return fs::is_regular_file(fs::symlink_status(path)); }
+bool isRealDirectory(const fs::path& path) { return fs::is_directory(fs::symlink_status(path)); }
+
+std::vector<std::string_view> splitOnSlash(std::string_view path) {
+  std::vector<std::string_view> parts;
+  size_t start = 0;
+  while (true) {
+    size_t slash = path.find('/', start);
+    parts.push_back(path.substr(start, slash - start));
+    if (slash == std::string_view::npos) return parts;
+    start = slash + 1;
+  }
+}
+
+// Bundles are often zipped as one folder (`my-app/package.json`), sometimes with macOS
+// metadata next to it.
+fs::path locateAppRoot(const fs::path& root) {
+  if (isRegularFile(root / "package.json")) return root;
+  std::vector<fs::path> top_dirs;
+  for (const fs::directory_entry& child : fs::directory_iterator(root)) {
+    if (isRealDirectory(child.path()) && child.path().filename() != kMacMetadataDir) {
+      top_dirs.push_back(child.path());
+    }
+  }
+  if (top_dirs.size() == 1 && isRegularFile(top_dirs.front() / "package.json")) {
+    return top_dirs.front();
+  }
+  refuse("missing_package_json",
+         "no package.json at the bundle root or in its single top-level directory");
+}
+
+// A bundle's own node_modules is never trusted (it could hold anything, including native
+// binaries and postinstall results); dependencies are installed fresh from the registry.
+std::vector<fs::path> findNodeModules(const fs::path& app_root) {
+  std::vector<fs::path> found;
+  for (auto it = fs::recursive_directory_iterator(app_root); it != fs::recursive_directory_iterator();
+       ++it) {
+    if (it->path().filename() == "node_modules") {
+      found.push_back(it->path());
+      it.disable_recursion_pending();
+    }
+  }
+  return found;
+}
+
+// The Convex CLI reads CONVEX_DEPLOYMENT / CONVEX_URL / deploy keys from .env, .env.local
+// and friends in the app root. A bundle must not be able to choose which deployment the
+// push goes to, so those files go before the CLI ever runs.
+std::vector<fs::path> findEnvFiles(const fs::path& app_root) {
+  std::vector<fs::path> found;
+  for (const fs::directory_entry& child : fs::directory_iterator(app_root)) {
+    const std::string name = child.path().filename().string();
+    if (name == ".env" || name.rfind(".env.", 0) == 0) found.push_back(child.path());
+  }
+  return found;
+}
+
+std::vector<std::string> removeUntrustedContent(const fs::path& app_root) {
+  std::vector<fs::path> doomed = findNodeModules(app_root);
+  for (fs::path& env_file : findEnvFiles(app_root)) doomed.push_back(std::move(env_file));
+
+  std::vector<std::string> removed;
+  for (const fs::path& path : doomed) {
+    fs::remove_all(path);  // never follows symlinks, removes the link itself
+    removed.push_back(path.lexically_relative(app_root).generic_string());
+  }
+  std::sort(removed.begin(), removed.end());
+  return removed;
+}
+
+// Reads a small JSON config file that must hold an object; refuses with `reason` otherwise,
+// quoting the parser's line and column.
+json readJsonObject(const fs::path& path, const std::string& reason) {
+  const std::string name = path.filename().string();
+  if (!isRegularFile(path)) refuse(reason, name + " is not a regular file", name);
+  if (fs::file_size(path) > kMaxConfigFileBytes) {
+    refuse(reason, name + " is larger than " + std::to_string(kMaxConfigFileBytes) + " bytes", name);
+  }
+  std::ifstream in(path, std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  json value;
+  try {
+    value = json::parse(text);
+  } catch (const json::parse_error& e) {
+    refuse(reason, name + " is not valid JSON: " + e.what(), name);
+  }
+  if (!value.is_object()) refuse(reason, name + " must contain a JSON object", name);
+  return value;
+}
+
+std::string convexDependency(const json& package) {
+  for (const char* section : {"dependencies", "devDependencies", "peerDependencies"}) {
+    const auto deps = package.find(section);
+    if (deps == package.end()) continue;
+    if (!deps->is_object()) {
+      refuse("invalid_package_json", std::string("package.json \"") + section + "\" must be an object",
+             "package.json");
+    }
+    const auto convex = deps->find("convex");
+    if (convex == deps->end()) continue;
+    if (!convex->is_string()) {
+      refuse("invalid_package_json",
+             std::string("package.json \"") + section + "\".convex must be a version string",
+             "package.json");
+    }
+    return convex->get<std::string>();
+  }
+  refuse("missing_convex_dependency",
+         "package.json does not declare \"convex\" in dependencies, devDependencies or "
+         "peerDependencies",
+         "package.json");
+}
+
+[[noreturn]] void refuseFunctionsPath(const std::string& why) {
+  refuse("invalid_convex_json", "convex.json \"functions\" " + why, "convex.json");
+}
+
+// "./src/convex/" -> "src/convex". The folder must be strictly inside the app root.
+std::string normalizedFunctionsPath(std::string_view value) {
+  if (value.empty()) refuseFunctionsPath("is empty");
+  if (std::any_of(value.begin(), value.end(),
+                  [](unsigned char c) { return c < 0x20 || c == 0x7f || c == '\\'; })) {
+    refuseFunctionsPath("contains a control character or backslash");
+  }
+  if (value.front() == '/' || (value.size() >= 2 && value[1] == ':')) {
+    refuseFunctionsPath("is an absolute path");
+  }
+
+  std::string normalized;
+  for (std::string_view part : splitOnSlash(value)) {
+    if (part.empty() || part == ".") continue;
+    if (part == "..") refuseFunctionsPath("must stay inside the app (no '..')");
+    if (!normalized.empty()) normalized += '/';
+    normalized += part;
+  }
+  if (normalized.empty()) refuseFunctionsPath("must name a directory below the app root");
+  return normalized;
+}
+
+std::string functionsDir(const fs::path& app_root) {
+  const fs::path config = app_root / "convex.json";
+  if (!fs::exists(fs::symlink_status(config))) return std::string(kDefaultFunctionsDir);
+  const json settings = readJsonObject(config, "invalid_convex_json");
+  const auto functions = settings.find("functions");
+  if (functions == settings.end()) return std::string(kDefaultFunctionsDir);
+  if (!functions->is_string()) {
+    refuse("invalid_convex_json", "convex.json \"functions\" must be a string", "convex.json");
+  }
+  return normalizedFunctionsPath(functions->get<std::string>());
+}
+
+bool isFunctionSource(const fs::path& path) {
+  const std::string name = path.filename().string();
+  if (!isRegularFile(path) || name.front() == '.') return false;
+  if (name.size() > 5 && name.compare(name.size() - 5, 5, ".d.ts") == 0) return false;  // types only
+  const std::string extension = path.extension().string();
+  return std::find(std::begin(kFunctionSourceExtensions), std::end(kFunctionSourceExtensions),
+                   extension) != std::end(kFunctionSourceExtensions);
+}
+
+bool containsFunctionSource(const fs::path& dir) {
+  for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator();
+       ++it) {
+    if (it.depth() == 0 && it->path().filename() == kGeneratedDir) {
+      it.disable_recursion_pending();
+      continue;
+    }
+    if (isFunctionSource(it->path())) return true;
+  }
+  return false;
+}
+
+// Every component must be a real directory: a symlinked functions folder could point the
+// CLI at code outside the bundle.
+void requireFunctionSources(const fs::path& app_root, const std::string& functions_dir) {
+  fs::path current = app_root;
+  for (std::string_view part : splitOnSlash(functions_dir)) {
+    current /= part;
+    const fs::file_status status = fs::symlink_status(current);
+    if (fs::is_symlink(status)) {
+      refuse("missing_functions_dir",
+             "functions folder '" + functions_dir + "' is (or goes through) a symlink" +
+                 std::string(kEmptyPushWarning),
+             functions_dir);
+    }
+    if (!fs::is_directory(status)) {
+      refuse("missing_functions_dir",
+             "functions folder '" + functions_dir + "' does not exist" + std::string(kEmptyPushWarning),
+             functions_dir);
+    }
+  }
+  if (!containsFunctionSource(current)) {
+    refuse("missing_functions_dir",
+           "functions folder '" + functions_dir +
+               "' has no .ts/.js/.tsx/.jsx/.mjs/.cjs file outside _generated" +
+               std::string(kEmptyPushWarning),
+           functions_dir);
+  }
+}
+
+// npm gives npm-shrinkwrap.json precedence when both exist.
+std::string lockfile(const fs::path& app_root) {
+  for (const char* name : {"npm-shrinkwrap.json", "package-lock.json"}) {
+    if (isRegularFile(app_root / name)) return name;
+  }
+  return "";
+}
+
+AppInspection inspect(const fs::path& extracted_root) {
+  AppInspection app;
+  app.app_root = locateAppRoot(extracted_root);
+  app.removed = removeUntrustedContent(app.app_root);  // first: nothing below may count them
+  const json package = readJsonObject(app.app_root / "package.json", "invalid_package_json");
+  app.convex_dependency = convexDependency(package);
+  app.functions_dir = functionsDir(app.app_root);
+  requireFunctionSources(app.app_root, app.functions_dir);
+  app.lockfile = lockfile(app.app_root);
+  return app;
+}
+
+}  // namespace
+
+InspectionResult inspectApp(const fs::path& extracted_root) {
+  InspectionResult result;
+  try {
+    result.app = inspect(extracted_root);
+  } catch (const detail::Refusal& refusal) {
+    result.error = refusal.error();
+  } catch (const fs::filesystem_error& e) {
+    result.error = IntakeError{"io_error", e.what(), {}, {}};
+  } catch (const std::exception& e) {
+    result.error = IntakeError{"internal_error", e.what(), {}, {}};
+  } catch (...) {
+    result.error = IntakeError{"internal_error", "unknown exception during inspection", {}, {}};
+  }
+  return result;
+}
+
+}  // namespace da::bundle
