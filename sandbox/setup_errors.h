@@ -1,0 +1,27 @@
+// Turns a failed syscall into a RunResult::reason that names the call, its arguments, the
+// errno and what to do about it.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "sandbox/child.h"
+#include "sandbox/process.h"
+#include "sandbox/rlimits.h"
+
+namespace sandbox::internal {
+
+// "chdir(\"/x\") failed: No such file or directory (ENOENT). Fix: ..." (no Fix part if hint empty)
+std::string describeSyscallFailure(std::string_view call, int error, std::string_view hint);
+
+// For a failure in the parent before or at fork (pipe2, fork...).
+std::string describeSupervisorFailure(std::string_view call, int error);
+
+// For a report the child sent over the error pipe.
+std::string describeChildSetupFailure(const SetupFailureReport& report, const ProcessSpec& spec,
+                                      const RlimitPlan& rlimits);
+
+// "SIGXFSZ (File size limit exceeded)" plus, for limit signals, which Limits field caused it.
+std::string describeSignal(int signal, const Limits& limits);
+
+}  // namespace sandbox::internal
