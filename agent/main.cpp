@@ -1,0 +1,133 @@
+// deploy-agent: takes bundles of generated Convex app code over HTTP and pushes them with
+// the real Convex CLI. `deploy-agent [serve]` runs the server; `deploy-agent version` prints
+// versions. Client subcommands join here.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include <Poco/Net/SSLManager.h>
+#include <Poco/Util/ServerApplication.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "api/api_server.h"
+#include "config.h"
+#include "jobs/deploy_pipeline.h"
+#include "jobs/job_runner.h"
+#include "jobs/job_store.h"
+#include "util/redactor.h"
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+class DeployAgentApp : public Poco::Util::ServerApplication {
+ public:
+  explicit DeployAgentApp(da::Settings settings) : settings_(std::move(settings)) {}
+
+ protected:
+  int main(const std::vector<std::string>&) override {
+    fs::create_directories(settings_.state_dir);
+    fs::create_directories(settings_.npm_cache);
+    da::JobStore store(settings_.state_dir / "jobs");
+    if (size_t interrupted = store.recover()) {
+      spdlog::warn("{} deploy(s) were interrupted by the last stop and are marked failed", interrupted);
+    }
+    da::Redactor redactor;
+    redactor.addSecret(settings_.api_token);
+    redactor.addSecret(settings_.team_token);
+    da::DeployPipeline pipeline(settings_, store, redactor);
+    da::JobRunner runner(settings_, store, pipeline);
+    runner.start();
+    da::api::ApiServer server({settings_, store, runner});
+    try {
+      server.start();
+    } catch (const Poco::Exception& e) {
+      spdlog::error("cannot listen on {}:{}: {} (is the port in use? --listen HOST:0 picks a free port)",
+                    settings_.listen_host, settings_.listen_port, e.displayText());
+      runner.stop();
+      return EXIT_OSERR;
+    }
+    spdlog::info("Convex CLI {} via {}; Convex cloud {}; team token {}; state in {}",
+                 settings_.toolchain.convex_cli_version, settings_.toolchain.node.string(),
+                 settings_.convex_url, settings_.team_token.empty() ? "absent" : "configured",
+                 settings_.state_dir.string());
+    std::cout << "listening on " << server.baseUrl() << std::endl;
+    waitForTerminationRequest();
+    spdlog::info("stopping: running deploys are cancelled and reported as failed");
+    server.stop();
+    runner.stop();
+    return EXIT_OK;
+  }
+
+ private:
+  da::Settings settings_;
+};
+
+std::map<std::string, std::string> environmentMap() {
+  std::map<std::string, std::string> env;
+  for (char** entry = environ; *entry; ++entry) {
+    std::string text(*entry);
+    auto eq = text.find('=');
+    if (eq != std::string::npos) env[text.substr(0, eq)] = text.substr(eq + 1);
+  }
+  return env;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto logger = spdlog::stderr_color_mt("deploy-agent");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::vector<std::string> positional;
+  std::string error;
+  auto flags = agent::parseFlags(args, positional, error);
+  if (!error.empty()) {
+    std::cerr << "deploy-agent: " << error << "\n";
+    return 64;
+  }
+  if (flags.count("help")) {
+    std::cout << agent::usage();
+    return 0;
+  }
+  const std::string command = positional.empty() ? "serve" : positional.front();
+  if (command == "version") {
+    std::cout << "deploy-agent " << DA_VERSION << "\n";
+    return 0;
+  }
+  if (command != "serve" || positional.size() > 1) {
+    std::cerr << "deploy-agent: unknown command '" << command << "'\n" << agent::usage();
+    return 64;
+  }
+
+  agent::ConfigInput input;
+  input.flags = flags;
+  input.env = environmentMap();
+  input.executable_path = fs::read_symlink("/proc/self/exe").string();
+  std::string config_file = flags.count("config") ? flags["config"] : input.env["DEPLOY_AGENT_CONFIG"];
+  if (!config_file.empty()) {
+    try {
+      input.file = agent::loadPropertiesFile(config_file);
+    } catch (const Poco::Exception& e) {
+      std::cerr << "deploy-agent: config: cannot read " << config_file << ": " << e.displayText() << "\n";
+      return 78;
+    }
+  }
+  auto resolved = agent::resolveSettings(input);
+  if (!resolved.errors.empty()) {
+    for (const auto& message : resolved.errors) std::cerr << "deploy-agent: config: " << message << "\n";
+    return 78;  // EX_CONFIG
+  }
+  DeployAgentApp app(std::move(resolved.settings));
+  // Options were parsed above; Poco only gets the program name, so its own option
+  // processing never sees (and never rejects) ours.
+  char* program_only[] = {argv[0], nullptr};
+  return app.run(1, program_only);
+}

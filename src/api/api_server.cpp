@@ -1,0 +1,38 @@
+#include "api/api_server.h"
+
+#include <Poco/Net/HTTPServerParams.h>
+#include <Poco/Net/ServerSocket.h>
+#include <Poco/Net/SocketAddress.h>
+
+namespace da::api {
+
+ApiServer::ApiServer(ApiContext context) : context_(context) {}
+
+ApiServer::~ApiServer() { stop(); }
+
+void ApiServer::start() {
+  Poco::Net::ServerSocket socket(
+      Poco::Net::SocketAddress(context_.settings.listen_host, context_.settings.listen_port), 64);
+  auto* params = new Poco::Net::HTTPServerParams;
+  params->setMaxThreads(32);
+  params->setMaxQueued(128);
+  params->setTimeout(Poco::Timespan(60, 0));  // a slow upload gets a minute between reads
+  params->setKeepAlive(true);
+  server_ = std::make_unique<Poco::Net::HTTPServer>(new RouteFactory(context_), socket, params);
+  server_->start();
+}
+
+void ApiServer::stop() {
+  if (server_) {
+    server_->stopAll(true);
+    server_.reset();
+  }
+}
+
+uint16_t ApiServer::port() const { return server_ ? server_->port() : 0; }
+
+std::string ApiServer::baseUrl() const {
+  return "http://" + context_.settings.listen_host + ":" + std::to_string(port());
+}
+
+}  // namespace da::api

@@ -1,0 +1,28 @@
+// The agent's HTTP API: a Poco HTTPServer on the configured address with RouteFactory.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <Poco/Net/HTTPServer.h>
+
+#include "api/handlers.h"
+
+namespace da::api {
+
+class ApiServer {
+ public:
+  explicit ApiServer(ApiContext context);
+  ~ApiServer();
+
+  void start();                  // binds (port 0 picks a free port) and starts serving
+  void stop();
+  uint16_t port() const;
+  std::string baseUrl() const;   // "http://HOST:PORT"
+
+ private:
+  ApiContext context_;
+  std::unique_ptr<Poco::Net::HTTPServer> server_;
+};
+
+}  // namespace da::api

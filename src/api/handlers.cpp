@@ -1,0 +1,329 @@
+#include "api/handlers.h"
+
+#include <fstream>
+
+#include <Poco/Net/HTMLForm.h>
+#include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/URI.h>
+#include <spdlog/spdlog.h>
+
+#include "api/problem.h"
+#include "convex/deploy_key.h"
+#include "util/ids.h"
+
+namespace da::api {
+
+namespace fs = std::filesystem;
+using Poco::Net::HTTPServerRequest;
+using Poco::Net::HTTPServerResponse;
+
+namespace {
+
+constexpr const char* kDeployKeyHeader = "Convex-Deploy-Key";
+constexpr int kMaxWaitSeconds = 60;
+
+// Read-only view of the query string; a missing parameter reads as "" and is never inserted.
+class QueryParameters {
+ public:
+  explicit QueryParameters(const HTTPServerRequest& request) {
+    for (const auto& [name, value] : Poco::URI(request.getURI()).getQueryParameters()) values_[name] = value;
+  }
+  bool has(const std::string& name) const { return values_.count(name) > 0; }
+  std::string get(const std::string& name, const std::string& fallback = "") const {
+    auto it = values_.find(name);
+    return it == values_.end() ? fallback : it->second;
+  }
+  const std::map<std::string, std::string>& all() const { return values_; }
+
+ private:
+  std::map<std::string, std::string> values_;
+};
+
+class FixedProblemHandler : public Poco::Net::HTTPRequestHandler {
+ public:
+  explicit FixedProblemHandler(Problem problem) : problem_(std::move(problem)) {}
+  void handleRequest(HTTPServerRequest&, HTTPServerResponse& response) override {
+    if (problem_.status == 401) response.set("WWW-Authenticate", "Bearer");
+    sendProblem(response, problem_);
+  }
+
+ private:
+  Problem problem_;
+};
+
+bool authorized(const HTTPServerRequest& request, const std::string& token) {
+  const std::string header = request.get("Authorization", "");
+  const std::string prefix = "Bearer ";
+  if (header.size() <= prefix.size() || header.compare(0, prefix.size(), prefix) != 0) return false;
+  return constantTimeEquals(header.substr(prefix.size()), token);
+}
+
+std::string trim(std::string s) {
+  size_t start = s.find_first_not_of(" \t");
+  size_t end = s.find_last_not_of(" \t");
+  return start == std::string::npos ? std::string() : s.substr(start, end - start + 1);
+}
+
+// Streams the request body to `path`, refusing more than `limit` bytes. Returns bytes written.
+std::optional<uint64_t> receiveBody(HTTPServerRequest& request, const fs::path& path, uint64_t limit,
+                                    std::string& first_bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  std::istream& in = request.stream();
+  char buffer[64 * 1024];
+  uint64_t total = 0;
+  while (in) {
+    in.read(buffer, sizeof buffer);
+    const auto got = static_cast<size_t>(in.gcount());
+    if (got == 0) break;
+    total += got;
+    if (total > limit) return std::nullopt;
+    if (first_bytes.size() < 512) first_bytes.append(buffer, std::min<size_t>(got, 512 - first_bytes.size()));
+    out.write(buffer, static_cast<std::streamsize>(got));
+  }
+  out.flush();
+  if (!out) throw std::runtime_error("cannot write the upload to " + path.string());
+  return total;
+}
+
+Problem intakeProblem(const bundle::IntakeError& error) {
+  Problem problem;
+  if (error.reason == "io_error" || error.reason == "internal_error" || error.reason == "invalid_destination") {
+    // The agent's own disk or code failed, not the bundle.
+    return Problem{500, error.reason, "The agent could not unpack the bundle", error.message, {}};
+  }
+  problem.status = error.limit.empty() ? 422 : 413;
+  problem.reason = error.reason;
+  problem.title = error.limit.empty() ? "The bundle was refused" : "The bundle exceeds a limit";
+  problem.detail = error.message;
+  if (!error.entry.empty()) problem.extra["entry"] = error.entry;
+  if (!error.limit.empty()) problem.extra["limit"] = error.limit;
+  return problem;
+}
+
+}  // namespace
+
+void HealthHandler::handleRequest(HTTPServerRequest&, HTTPServerResponse& response) {
+  sendJson(response, 200, {{"status", "ok"}, {"version", DA_VERSION}});
+}
+
+void CreateDeployHandler::handleRequest(HTTPServerRequest& request, HTTPServerResponse& response) {
+  const Settings& settings = context_.settings;
+  const QueryParameters params(request);
+  auto refuse = [&](int status, std::string reason, std::string title, std::string detail,
+                    nlohmann::json extra = nlohmann::json::object()) {
+    sendProblem(response, Problem{status, std::move(reason), std::move(title), std::move(detail), std::move(extra)});
+  };
+
+  // 1. Options, all checked before a byte of the body is read.
+  for (const auto& [name, value] : params.all()) {
+    if (name != "target" && name != "deployment" && name != "typecheck") {
+      return refuse(400, "unknown_parameter", "Unknown query parameter",
+                    "'" + name + "' is not a parameter of POST /v1/deploys (target, deployment, typecheck)",
+                    {{"field", name}});
+    }
+  }
+  auto target = parseTarget(params.get("target"));
+  if (!target) {
+    return refuse(400, "invalid_target", "Invalid target",
+                  params.has("target") ? "target must be 'dev' or 'prod'" : "target is required: 'dev' or 'prod'",
+                  {{"field", "target"}});
+  }
+  const std::string deployment = params.get("deployment");
+  if (params.has("deployment") && !convex::isValidDeploymentName(deployment)) {
+    return refuse(400, "invalid_deployment", "Invalid deployment name",
+                  "deployment must be 1-64 characters of a-z, 0-9 and '-', like 'happy-otter-123'",
+                  {{"field", "deployment"}});
+  }
+  const std::string typecheck = params.get("typecheck", "try");
+  if (typecheck != "try" && typecheck != "enable" && typecheck != "disable") {
+    return refuse(400, "invalid_typecheck", "Invalid typecheck", "typecheck must be try, enable or disable",
+                  {{"field", "typecheck"}});
+  }
+  const std::string deploy_key = trim(request.get(kDeployKeyHeader, ""));
+  if (!deploy_key.empty()) {
+    auto conflict = convex::keyTargetConflict(convex::classifyKey(deploy_key), *target, deployment);
+    if (conflict) {
+      return refuse(422, "deploy_key_conflict", "The deploy key does not fit the request", *conflict,
+                    {{"field", kDeployKeyHeader}});
+    }
+  } else if (deployment.empty()) {
+    return refuse(400, "missing_deployment", "No deployment to deploy to",
+                  std::string("give deployment=<name> (the agent mints a key with its team token) or a ") +
+                      kDeployKeyHeader + " header",
+                  {{"field", "deployment"}});
+  } else if (settings.team_token.empty()) {
+    return refuse(422, "deploy_key_unavailable", "No way to obtain a deploy key",
+                  std::string("the agent has no Convex team token configured (CONVEX_TEAM_TOKEN or "
+                              "--team-token-file); send a ") + kDeployKeyHeader + " header instead",
+                  {{"field", kDeployKeyHeader}});
+  }
+  const uint64_t max_bytes = settings.intake_limits.max_archive_bytes;
+  if (request.hasContentLength() && request.getContentLength64() > static_cast<int64_t>(max_bytes)) {
+    return refuse(413, "too_large", "The bundle exceeds a limit",
+                  "the body is " + std::to_string(request.getContentLength64()) + " bytes; the limit is " +
+                      std::to_string(max_bytes),
+                  {{"limit", "max_archive_bytes"}});
+  }
+
+  // 2. Intake into a fresh job directory that is removed again on any refusal.
+  const std::string id = newDeployId();
+  const fs::path job_dir = context_.store.jobDir(id);
+  bool accepted = false;
+  struct RemoveUnlessAccepted {
+    const fs::path& dir;
+    const bool& accepted;
+    ~RemoveUnlessAccepted() {
+      if (!accepted) { std::error_code ignored; fs::remove_all(dir, ignored); }
+    }
+  } cleanup{job_dir, accepted};
+
+  fs::create_directories(job_dir / "work");
+  const fs::path upload = job_dir / "bundle.upload";
+  std::string first_bytes;
+  auto received = receiveBody(request, upload, max_bytes, first_bytes);
+  if (!received) {
+    return refuse(413, "too_large", "The bundle exceeds a limit",
+                  "the body is larger than the limit of " + std::to_string(max_bytes) + " bytes",
+                  {{"limit", "max_archive_bytes"}});
+  }
+  if (*received == 0) {
+    return refuse(400, "empty_body", "Empty body", "the request body must be the bundle archive");
+  }
+  const auto format = bundle::detectFormat(request.getContentType(), first_bytes);
+  if (format == bundle::Format::kUnknown) {
+    return refuse(415, "unsupported_format", "Unsupported bundle format",
+                  "the body is not a gzip'd tar, tar or zip archive (Content-Type '" +
+                      request.getContentType() + "' and the first bytes say neither)");
+  }
+  auto extracted = bundle::extractArchive(upload, format, job_dir / "work" / "bundle", settings.intake_limits);
+  if (!extracted.ok()) return sendProblem(response, intakeProblem(*extracted.error));
+  auto inspected = bundle::inspectApp(extracted.extracted->root);
+  if (!inspected.ok()) return sendProblem(response, intakeProblem(*inspected.error));
+
+  // 3. Accept: the report exists before the job is queued, so a worker always finds it.
+  DeployReport report;
+  report.id = id;
+  report.target = *target;
+  report.deployment_name = deployment;
+  report.created_at_ms = nowUnixMillis();
+  report.cli_version = settings.toolchain.convex_cli_version;
+  report.bundle.format = bundle::formatName(format);
+  report.bundle.bytes = *received;
+  report.bundle.entries = extracted.extracted->entries;
+  report.bundle.unpacked_bytes = extracted.extracted->unpacked_bytes;
+  report.bundle.removed = inspected.app->removed;
+  context_.store.put(report);
+
+  DeployJob job;
+  job.id = id;
+  job.target = *target;
+  job.deployment_name = deployment;
+  job.deploy_key = deploy_key;
+  job.job_dir = job_dir;
+  job.app_dir = inspected.app->app_root;
+  job.typecheck = typecheck;
+  if (!context_.runner.submit(std::move(job))) {
+    context_.store.discard(id);
+    response.set("Retry-After", "30");
+    return refuse(503, "queue_full", "Too many deploys queued",
+                  "the agent already has " + std::to_string(settings.max_queued_jobs) +
+                      " deploys queued; retry later",
+                  {{"limit", "max_queued_jobs"}});
+  }
+  accepted = true;
+  spdlog::info("deploy {} accepted: target {}, {} bytes {}", id, targetName(*target), *received,
+               bundle::formatName(format));
+  const std::string location = "/v1/deploys/" + id;
+  response.set("Location", location);
+  sendJson(response, 202, {{"id", id}, {"status", "queued"}, {"location", location}});
+}
+
+void GetDeployHandler::handleRequest(HTTPServerRequest& request, HTTPServerResponse& response) {
+  const QueryParameters params(request);
+  int wait_seconds = 0;
+  if (params.has("wait")) {
+    try {
+      size_t used = 0;
+      wait_seconds = std::stoi(params.get("wait"), &used);
+      if (used != params.get("wait").size()) wait_seconds = -1;
+    } catch (const std::exception&) {
+      wait_seconds = -1;
+    }
+    if (wait_seconds < 0 || wait_seconds > kMaxWaitSeconds) {
+      return sendProblem(response, {400, "invalid_wait", "Invalid wait",
+                                    "wait must be a whole number of seconds from 0 to " +
+                                        std::to_string(kMaxWaitSeconds),
+                                    {{"field", "wait"}}});
+    }
+  }
+  auto report = wait_seconds > 0
+                    ? context_.store.waitForTerminal(id_, std::chrono::seconds(wait_seconds))
+                    : context_.store.get(id_);
+  if (!report) {
+    return sendProblem(response, {404, "deploy_not_found", "No such deploy", "no deploy has the id " + id_, {}});
+  }
+  sendJson(response, 200, report->toJson());
+}
+
+void GetDeployLogHandler::handleRequest(HTTPServerRequest& request, HTTPServerResponse& response) {
+  const QueryParameters params(request);
+  const std::string phase = params.get("phase", "push");
+  if (phase != "push" && phase != "install") {
+    return sendProblem(response, {400, "invalid_phase", "Invalid phase", "phase must be push or install",
+                                  {{"field", "phase"}}});
+  }
+  auto report = context_.store.get(id_);
+  if (!report) {
+    return sendProblem(response, {404, "deploy_not_found", "No such deploy", "no deploy has the id " + id_, {}});
+  }
+  const fs::path path = context_.store.jobDir(id_) / (phase == "push" ? "cli.log" : "install.log");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return sendProblem(response, {404, "log_not_available", "No output yet",
+                                  "deploy " + id_ + " has no " + phase + " output (it is " +
+                                      statusName(report->status) + ", phase " + report->phase + ")",
+                                  {}});
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  sendText(response, 200, text);
+}
+
+Poco::Net::HTTPRequestHandler* RouteFactory::createRequestHandler(const HTTPServerRequest& request) {
+  const std::string path = Poco::URI(request.getURI()).getPath();
+  const std::string& method = request.getMethod();
+  auto methodNotAllowed = [&](const std::string& allowed) {
+    return new FixedProblemHandler({405, "method_not_allowed", "Method not allowed",
+                                    method + " is not allowed on " + path + "; use " + allowed, {}});
+  };
+
+  if (path == "/healthz") {
+    return method == "GET" ? static_cast<Poco::Net::HTTPRequestHandler*>(new HealthHandler)
+                           : methodNotAllowed("GET");
+  }
+  if (!authorized(request, context_.settings.api_token)) {
+    return new FixedProblemHandler({401, "unauthorized", "Unauthorized",
+                                    "send the agent's API token as 'Authorization: Bearer <token>'", {}});
+  }
+  if (path == "/v1/deploys") {
+    return method == "POST" ? static_cast<Poco::Net::HTTPRequestHandler*>(new CreateDeployHandler(context_))
+                            : methodNotAllowed("POST");
+  }
+  const std::string prefix = "/v1/deploys/";
+  if (path.rfind(prefix, 0) == 0) {
+    std::string rest = path.substr(prefix.size());
+    bool wants_log = false;
+    if (rest.size() > 4 && rest.compare(rest.size() - 4, 4, "/log") == 0) {
+      wants_log = true;
+      rest.resize(rest.size() - 4);
+    }
+    if (isValidDeployId(rest)) {
+      if (method != "GET") return methodNotAllowed("GET");
+      if (wants_log) return new GetDeployLogHandler(context_, rest);
+      return new GetDeployHandler(context_, rest);
+    }
+  }
+  return new FixedProblemHandler({404, "not_found", "Not found", "no route for " + method + " " + path, {}});
+}
+
+}  // namespace da::api

@@ -1,0 +1,57 @@
+// Everything the library needs to run, already resolved. agent/ fills it from flags,
+// environment and a properties file; tests fill it directly.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "bundle/intake.h"
+
+namespace da {
+
+inline constexpr const char* kDefaultConvexUrl = "https://api.convex.dev";
+
+struct Toolchain {
+  std::filesystem::path node;            // Node >= 22 binary
+  std::filesystem::path convex_cli;      // convex/bin/main.js of the pinned CLI
+  std::filesystem::path npm_cli;         // npm/bin/npm-cli.js
+  std::string convex_cli_version;        // read from the CLI's package.json at start-up
+};
+
+struct Settings {
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 8080;
+  std::filesystem::path state_dir;
+  std::string api_token;                 // required on every route but /healthz
+  std::string convex_url = kDefaultConvexUrl;
+  std::string team_token;                // optional: without it callers must send a deploy key
+  Toolchain toolchain;
+
+  // Passed from the agent's own environment to npm and the CLI, for networks that proxy or
+  // intercept HTTPS. Names are configurable; values are captured once at start-up.
+  std::vector<std::string> env_passthrough_names = {
+      "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy",
+      "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR", "npm_config_cafile"};
+  std::map<std::string, std::string> env_passthrough;
+
+  bundle::IntakeLimits intake_limits;
+  unsigned workers = 2;
+  size_t max_queued_jobs = 64;
+  std::chrono::seconds install_timeout{600};
+  std::chrono::seconds cli_timeout{600};
+  uint64_t max_log_bytes = 8ull << 20;   // stored output per phase; the rest is dropped and noted
+
+  std::filesystem::path npm_cache;       // default <state_dir>/npm-cache
+  bool npm_offline = false;              // install only from npm_cache (tests, air-gapped hosts)
+
+  // Least privilege for minted keys; the Management API's default would be full access.
+  std::vector<std::string> deploy_key_actions = {"deployment:deploy"};
+  std::chrono::minutes deploy_key_ttl{60};  // the API requires at least 30 minutes
+  bool keep_workdirs = false;            // keep unpacked app and node_modules after a job
+};
+
+}  // namespace da

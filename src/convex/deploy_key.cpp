@@ -1,0 +1,80 @@
+#include "convex/deploy_key.h"
+
+#include <vector>
+
+namespace da::convex {
+
+namespace {
+std::vector<std::string_view> split(std::string_view s, char sep) {
+  std::vector<std::string_view> parts;
+  size_t start = 0;
+  for (size_t pos; (pos = s.find(sep, start)) != std::string_view::npos; start = pos + 1) {
+    parts.push_back(s.substr(start, pos - start));
+  }
+  parts.push_back(s.substr(start));
+  return parts;
+}
+}  // namespace
+
+KeyInfo classifyKey(std::string_view key) {
+  KeyInfo info;
+  size_t bar = key.find('|');
+  if (bar == std::string_view::npos || bar == 0 || bar + 1 == key.size()) return info;
+  std::string_view prefix = key.substr(0, bar);
+  auto parts = split(prefix, ':');
+  if (parts.size() == 3 && parts[0] == "preview") {
+    info.kind = KeyKind::kPreviewKey;
+    info.type = "preview";
+    return info;
+  }
+  if (parts[0] == "project") {
+    info.kind = KeyKind::kProjectToken;
+    return info;
+  }
+  info.kind = KeyKind::kDeployment;
+  if (parts.size() == 1) {
+    info.deployment_name = std::string(parts[0]);
+  } else {
+    info.type = std::string(parts[0]);
+    info.deployment_name = std::string(prefix.substr(parts[0].size() + 1));
+  }
+  return info;
+}
+
+std::optional<std::string> keyTargetConflict(const KeyInfo& key, Target target,
+                                             const std::string& requested_deployment) {
+  switch (key.kind) {
+    case KeyKind::kInvalid:
+      return "the deploy key is not a Convex deploy key (expected TYPE:NAME|SECRET)";
+    case KeyKind::kPreviewKey:
+      return "preview deploy keys create preview deployments; this agent does not target previews yet";
+    case KeyKind::kProjectToken:
+      return "OAuth project tokens are not accepted as deploy keys yet; pass a deployment deploy key";
+    case KeyKind::kDeployment:
+      break;
+  }
+  if (target == Target::kDev && key.type == "prod") {
+    return "target=dev with a prod deploy key would push to production (the CLI does not guard "
+           "against it); use target=prod or a dev deploy key";
+  }
+  if (target == Target::kProd && key.type == "dev") {
+    return "target=prod with a dev deploy key would push to a dev deployment; use target=dev or "
+           "a prod deploy key";
+  }
+  if (!requested_deployment.empty() && !key.deployment_name.empty() &&
+      requested_deployment != key.deployment_name) {
+    return "the deploy key is for deployment '" + key.deployment_name + "', not '" +
+           requested_deployment + "'";
+  }
+  return std::nullopt;
+}
+
+bool isValidDeploymentName(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  }
+  return name.front() != '-' && name.back() != '-';
+}
+
+}  // namespace da::convex

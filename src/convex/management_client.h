@@ -1,0 +1,54 @@
+// Client for the Convex Management API (https://api.convex.dev/v1 or a stand-in): the calls
+// the agent makes with a team access token. Every call returns a typed result; nothing
+// throws past this module, and no token or minted key appears in an error message.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace da::convex {
+
+struct HttpOptions {
+  std::chrono::milliseconds timeout{30000};
+  int attempts = 3;                  // network errors only: every HTTP status is an answer
+  std::string https_proxy;           // "http://host:port", from HTTPS_PROXY
+  std::string ca_file;               // extra CA bundle (SSL_CERT_FILE / NODE_EXTRA_CA_CERTS)
+};
+
+struct ApiError {
+  std::string reason;      // "unauthorized", "not_found", "bad_request", "server_error", "network_error", "bad_response"
+  int http_status = 0;     // 0 when no response came
+  std::string code;        // the API's `code`, e.g. "DeploymentNotFound"
+  std::string message;     // the API's `message`, or what went wrong on the wire
+};
+
+struct DeployKeyRequest {
+  std::string deployment_name;
+  std::string key_name;                     // shown in the dashboard's key list
+  std::vector<std::string> allowed_actions;  // empty: the API's default (full access)
+  std::optional<int64_t> expires_at_ms;
+};
+
+struct MintResult {
+  std::optional<std::string> deploy_key;
+  std::optional<ApiError> error;
+};
+
+class ManagementClient {
+ public:
+  // `base_url` is the Convex cloud origin, e.g. "https://api.convex.dev"; `/v1` is appended.
+  ManagementClient(std::string base_url, std::string team_token, HttpOptions options = {});
+
+  // POST /v1/deployments/{name}/create_deploy_key
+  MintResult createDeployKey(const DeployKeyRequest& request) const;
+
+ private:
+  std::string base_url_;
+  std::string team_token_;
+  HttpOptions options_;
+};
+
+}  // namespace da::convex

@@ -1,0 +1,295 @@
+#include "jobs/deploy_pipeline.h"
+
+#include <fstream>
+
+#include <spdlog/spdlog.h>
+
+#include "convex/cli_outcome.h"
+#include "convex/deploy_key.h"
+#include "convex/management_client.h"
+#include "sandbox/process.h"
+#include "util/ids.h"
+
+namespace da {
+
+namespace fs = std::filesystem;
+
+struct DeployPipeline::PhaseResult {
+  std::optional<DeployError> error;
+  bool ok() const { return !error.has_value(); }
+};
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t millisSince(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+}
+
+// Captures a child's output up to a bound; what is stored is redacted as a whole, so a
+// secret split across two reads is still caught.
+struct CapturedOutput {
+  explicit CapturedOutput(uint64_t limit) : limit(limit) {}
+  void append(std::string_view chunk) {
+    if (text.size() >= limit) { truncated = true; return; }
+    size_t room = limit - text.size();
+    if (chunk.size() > room) truncated = true;
+    text.append(chunk.substr(0, room));
+  }
+  uint64_t limit;
+  std::string text;
+  bool truncated = false;
+};
+
+void writeLog(const fs::path& path, const std::string& redacted_text, bool truncated) {
+  std::ofstream out(path, std::ios::trunc | std::ios::binary);
+  out << redacted_text;
+  if (truncated) out << "\n[deploy-agent: output truncated at the configured limit]\n";
+}
+
+std::string lastLines(const std::string& text, size_t count) {
+  size_t pos = text.size();
+  while (pos > 0 && (text[pos - 1] == '\n' || text[pos - 1] == ' ')) --pos;
+  size_t end = pos;
+  for (size_t found = 0; pos > 0 && found < count; --pos) {
+    if (text[pos - 1] == '\n') ++found;
+    if (found == count) break;
+  }
+  return text.substr(pos, end - pos);
+}
+
+std::string readPackageVersion(const fs::path& package_json) {
+  try {
+    std::ifstream in(package_json);
+    if (!in) return {};
+    auto parsed = nlohmann::json::parse(in);
+    return parsed.value("version", std::string());
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
+std::string majorOf(const std::string& version) { return version.substr(0, version.find('.')); }
+
+std::optional<DeployError> errorForRunFailure(const sandbox::RunResult& run,
+                                              const std::string& what,
+                                              std::chrono::seconds timeout) {
+  switch (run.status) {
+    case sandbox::Status::kTimedOut:
+      return DeployError{what + "_timeout", what + " did not finish within " +
+                                                std::to_string(timeout.count()) + " s and was killed"};
+    case sandbox::Status::kCancelled:
+      return DeployError{"agent_stopped", "the agent stopped during " + what};
+    case sandbox::Status::kSetupFailed:
+      return DeployError{"sandbox_setup_failed", run.reason};
+    case sandbox::Status::kSignaled:
+      return DeployError{what + "_killed", what + " was killed by signal " + std::to_string(run.signal)};
+    default:
+      return std::nullopt;
+  }
+}
+
+}  // namespace
+
+std::map<std::string, std::string> baseChildEnvironment(const Settings& settings,
+                                                        const fs::path& job_dir) {
+  std::map<std::string, std::string> env = settings.env_passthrough;
+  env["PATH"] = settings.toolchain.node.parent_path().string() + ":/usr/local/bin:/usr/bin:/bin";
+  env["HOME"] = (job_dir / "home").string();
+  env["TMPDIR"] = (job_dir / "tmp").string();
+  env["LANG"] = "C.UTF-8";
+  env["CI"] = "1";  // no Sentry, no prompts
+  env["npm_config_update_notifier"] = "false";
+  env["npm_config_fund"] = "false";
+  env["npm_config_audit"] = "false";
+  env["npm_config_cache"] = settings.npm_cache.string();
+  return env;
+}
+
+DeployPipeline::DeployPipeline(const Settings& settings, JobStore& store, const Redactor& redactor)
+    : settings_(settings), store_(store), redactor_(redactor) {}
+
+void DeployPipeline::run(const DeployJob& job, const std::atomic<bool>& cancel) const {
+  Redactor redactor = redactor_;  // this job's secrets stay in this job's copy
+  if (!job.deploy_key.empty()) redactor.addSecret(job.deploy_key);
+
+  DeployReport report = store_.get(job.id).value();
+  report.status = DeployStatus::kRunning;
+  report.started_at_ms = nowUnixMillis();
+  const auto started = Clock::now();
+
+  auto finish = [&](std::optional<DeployError> error) {
+    report.status = error ? DeployStatus::kFailed : DeployStatus::kSucceeded;
+    if (error) error->message = redactor.redact(error->message);
+    report.error = error;
+    report.phase = "done";
+    report.finished_at_ms = nowUnixMillis();
+    report.timings_ms["total"] = report.finished_at_ms - report.created_at_ms;
+    report.timings_ms["run"] = millisSince(started);
+    if (!settings_.keep_workdirs) {
+      std::error_code ignored;
+      fs::remove_all(job.job_dir / "work", ignored);
+      fs::remove(job.job_dir / "bundle.upload", ignored);
+    }
+    store_.put(report);
+  };
+
+  try {
+    fs::create_directories(job.job_dir / "home");
+    fs::create_directories(job.job_dir / "tmp");
+
+    auto installed = install(job, report, redactor, cancel);
+    if (!installed.ok()) return finish(installed.error);
+
+    std::string key = job.deploy_key;
+    auto keyed = obtainDeployKey(job, report, key);
+    if (!keyed.ok()) return finish(keyed.error);
+    redactor.addSecret(key);
+
+    auto pushed = push(job, report, key, redactor, cancel);
+    finish(pushed.error);
+  } catch (const std::exception& e) {
+    finish(DeployError{"internal_error", e.what()});
+  }
+}
+
+DeployPipeline::PhaseResult DeployPipeline::install(const DeployJob& job, DeployReport& report,
+                                                    const Redactor& redactor,
+                                                    const std::atomic<bool>& cancel) const {
+  report.phase = "install";
+  store_.put(report);
+  const auto started = Clock::now();
+
+  const bool has_lock = fs::exists(job.app_dir / "package-lock.json") ||
+                        fs::exists(job.app_dir / "npm-shrinkwrap.json");
+  sandbox::ProcessSpec spec;
+  spec.executable = settings_.toolchain.node.string();
+  // `npm ci` installs exactly the lockfile; without one `npm install` resolves the ranges.
+  // --ignore-scripts: install scripts of the app's dependencies never run on this host.
+  spec.args = {settings_.toolchain.npm_cli.string(), has_lock ? "ci" : "install",
+               "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=warn"};
+  if (settings_.npm_offline) spec.args.push_back("--offline");
+  spec.env = baseChildEnvironment(settings_, job.job_dir);
+  spec.working_dir = job.app_dir.string();
+  spec.limits.wallTime(settings_.install_timeout).outputBytes(settings_.max_log_bytes).fileSizeBytes(1ull << 30);
+
+  CapturedOutput output(settings_.max_log_bytes);
+  auto run = sandbox::runProcess(spec, [&](std::string_view chunk) { output.append(chunk); }, &cancel);
+  const std::string log = redactor.redact(output.text);
+  writeLog(job.job_dir / "install.log", log, output.truncated);
+  report.timings_ms["install"] = millisSince(started);
+
+  if (auto error = errorForRunFailure(run, "install", settings_.install_timeout)) return {error};
+  if (run.status != sandbox::Status::kOk) {
+    return {DeployError{"install_failed", "npm " + spec.args[1] + " exited " +
+                                              std::to_string(run.exit_code) + ": " + lastLines(log, 6)}};
+  }
+
+  report.app_convex_version = readPackageVersion(job.app_dir / "node_modules/convex/package.json");
+  if (report.app_convex_version.empty()) {
+    return {DeployError{"install_failed", "npm finished but node_modules/convex is missing"}};
+  }
+  // The pinned CLI runs (see docs/design.md); the app's own `convex` library is what esbuild
+  // bundles into every module. A different major version is refused, a different minor noted.
+  if (majorOf(report.app_convex_version) != majorOf(report.cli_version)) {
+    return {DeployError{"convex_version_mismatch",
+                        "the app installs convex " + report.app_convex_version +
+                            " but the agent's CLI is " + report.cli_version +
+                            "; use a convex " + majorOf(report.cli_version) + ".x dependency"}};
+  }
+  if (report.app_convex_version != report.cli_version) {
+    report.warnings.push_back("the app bundles convex " + report.app_convex_version +
+                              " and is pushed by the agent's convex CLI " + report.cli_version);
+  }
+  return {};
+}
+
+DeployPipeline::PhaseResult DeployPipeline::obtainDeployKey(const DeployJob& job,
+                                                            DeployReport& report,
+                                                            std::string& key) const {
+  if (!key.empty()) {
+    report.key_source = "header";
+    return {};
+  }
+  report.phase = "deploy_key";
+  report.key_source = "management_api";
+  store_.put(report);
+  const auto started = Clock::now();
+
+  convex::HttpOptions http;
+  if (auto it = settings_.env_passthrough.find("HTTPS_PROXY"); it != settings_.env_passthrough.end()) {
+    http.https_proxy = it->second;
+  }
+  if (auto it = settings_.env_passthrough.find("SSL_CERT_FILE"); it != settings_.env_passthrough.end()) {
+    http.ca_file = it->second;
+  }
+  convex::ManagementClient client(settings_.convex_url, settings_.team_token, http);
+  convex::DeployKeyRequest request;
+  request.deployment_name = job.deployment_name;
+  request.key_name = "deploy-agent " + job.id;
+  request.allowed_actions = settings_.deploy_key_actions;
+  request.expires_at_ms =
+      nowUnixMillis() + std::chrono::duration_cast<std::chrono::milliseconds>(settings_.deploy_key_ttl).count();
+  auto minted = client.createDeployKey(request);
+  report.timings_ms["deploy_key"] = millisSince(started);
+  if (minted.error) {
+    const auto& e = *minted.error;
+    std::string detail = e.code.empty() ? e.message : e.code + ": " + e.message;
+    return {DeployError{"deploy_key_unavailable",
+                        "the Management API did not mint a deploy key for '" + job.deployment_name +
+                            "' (" + e.reason + (e.http_status ? ", HTTP " + std::to_string(e.http_status) : "") +
+                            "): " + detail}};
+  }
+  key = *minted.deploy_key;
+  auto info = convex::classifyKey(key);
+  if (auto conflict = convex::keyTargetConflict(info, job.target, job.deployment_name)) {
+    return {DeployError{"deploy_key_conflict", "the minted key cannot be used: " + *conflict}};
+  }
+  return {};
+}
+
+DeployPipeline::PhaseResult DeployPipeline::push(const DeployJob& job, DeployReport& report,
+                                                 const std::string& key, const Redactor& redactor,
+                                                 const std::atomic<bool>& cancel) const {
+  report.phase = "push";
+  store_.put(report);
+  const auto started = Clock::now();
+
+  sandbox::ProcessSpec spec;
+  spec.executable = settings_.toolchain.node.string();
+  spec.args = {settings_.toolchain.convex_cli.string()};
+  if (job.target == Target::kProd) {
+    spec.args.insert(spec.args.end(), {"deploy", "--message", "deploy-agent " + job.id});
+  } else {
+    spec.args.insert(spec.args.end(), {"dev", "--once", "--tail-logs", "disable"});
+  }
+  spec.args.insert(spec.args.end(), {"--typecheck", job.typecheck});
+  spec.env = baseChildEnvironment(settings_, job.job_dir);
+  spec.env["CONVEX_DEPLOY_KEY"] = key;
+  if (settings_.convex_url != kDefaultConvexUrl) {
+    // One origin serves the Management API and the CLI's provisioning and version calls.
+    spec.env["CONVEX_PROVISION_HOST"] = settings_.convex_url;
+    spec.env["CONVEX_VERSION_API_ORIGIN"] = settings_.convex_url;
+  }
+  spec.working_dir = job.app_dir.string();
+  spec.limits.wallTime(settings_.cli_timeout).outputBytes(settings_.max_log_bytes).fileSizeBytes(1ull << 30);
+
+  CapturedOutput output(settings_.max_log_bytes);
+  auto run = sandbox::runProcess(spec, [&](std::string_view chunk) { output.append(chunk); }, &cancel);
+  const std::string log = redactor.redact(output.text);
+  writeLog(job.job_dir / "cli.log", log, output.truncated);
+  report.timings_ms["push"] = millisSince(started);
+
+  if (auto error = errorForRunFailure(run, "cli", settings_.cli_timeout)) return {error};
+  report.exit_code = run.exit_code;
+  auto outcome = convex::judgeCliRun(job.target, run.exit_code, log);
+  report.deployment_url = outcome.deployment_url;
+  if (report.deployment_name.empty()) {
+    report.deployment_name = convex::classifyKey(key).deployment_name;
+  }
+  if (!outcome.succeeded) return {outcome.error};
+  return {};
+}
+
+}  // namespace da

@@ -1,0 +1,97 @@
+#include "jobs/job_store.h"
+
+#include <fstream>
+
+#include <spdlog/spdlog.h>
+
+#include "util/ids.h"
+
+namespace da {
+
+namespace fs = std::filesystem;
+
+JobStore::JobStore(fs::path jobs_dir) : jobs_dir_(std::move(jobs_dir)) {
+  fs::create_directories(jobs_dir_);
+}
+
+size_t JobStore::recover() {
+  size_t interrupted = 0;
+  for (const auto& entry : fs::directory_iterator(jobs_dir_)) {
+    const fs::path report_path = entry.path() / "report.json";
+    if (!entry.is_directory() || !fs::exists(report_path)) continue;
+    DeployReport report;
+    try {
+      std::ifstream in(report_path);
+      report = DeployReport::fromJson(nlohmann::json::parse(in));
+    } catch (const std::exception& e) {
+      spdlog::warn("skipping unreadable report {}: {}", report_path.string(), e.what());
+      continue;
+    }
+    if (!isTerminal(report.status)) {
+      // The deploy key lived only in memory, so the job cannot be resumed; say so plainly.
+      report.status = DeployStatus::kFailed;
+      report.error = DeployError{"agent_restarted",
+                                 "the agent stopped while this deploy was " + report.phase +
+                                     "; it was not completed and can be submitted again"};
+      report.finished_at_ms = nowUnixMillis();
+      ++interrupted;
+      persist(report);
+    }
+    std::lock_guard lock(mutex_);
+    reports_[report.id] = report;
+  }
+  return interrupted;
+}
+
+void JobStore::put(const DeployReport& report) {
+  persist(report);
+  {
+    std::lock_guard lock(mutex_);
+    reports_[report.id] = report;
+  }
+  changed_.notify_all();
+}
+
+std::optional<DeployReport> JobStore::get(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  auto it = reports_.find(id);
+  if (it == reports_.end()) return std::nullopt;
+  return it->second;
+}
+
+void JobStore::discard(const std::string& id) {
+  {
+    std::lock_guard lock(mutex_);
+    reports_.erase(id);
+  }
+  std::error_code ignored;
+  fs::remove_all(jobs_dir_ / id, ignored);
+  changed_.notify_all();
+}
+
+std::optional<DeployReport> JobStore::waitForTerminal(const std::string& id,
+                                                      std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mutex_);
+  changed_.wait_for(lock, timeout, [&] {
+    auto it = reports_.find(id);
+    return it == reports_.end() || isTerminal(it->second.status);
+  });
+  auto it = reports_.find(id);
+  if (it == reports_.end()) return std::nullopt;
+  return it->second;
+}
+
+void JobStore::persist(const DeployReport& report) const {
+  const fs::path dir = jobs_dir_ / report.id;
+  fs::create_directories(dir);
+  const fs::path temp = dir / "report.json.tmp";
+  {
+    std::ofstream out(temp, std::ios::trunc);
+    out << report.toStoredJson().dump(2) << '\n';
+    out.flush();
+    if (!out) throw std::runtime_error("cannot write " + temp.string());
+  }
+  fs::rename(temp, dir / "report.json");
+}
+
+}  // namespace da

@@ -1,0 +1,116 @@
+#include "report/deploy_report.h"
+
+#include "util/ids.h"
+
+namespace da {
+
+const char* statusName(DeployStatus s) {
+  switch (s) {
+    case DeployStatus::kQueued: return "queued";
+    case DeployStatus::kRunning: return "running";
+    case DeployStatus::kSucceeded: return "succeeded";
+    case DeployStatus::kFailed: return "failed";
+  }
+  return "failed";
+}
+
+std::optional<DeployStatus> parseStatus(const std::string& s) {
+  for (auto candidate : {DeployStatus::kQueued, DeployStatus::kRunning, DeployStatus::kSucceeded,
+                         DeployStatus::kFailed}) {
+    if (s == statusName(candidate)) return candidate;
+  }
+  return std::nullopt;
+}
+
+const char* targetName(Target t) { return t == Target::kProd ? "prod" : "dev"; }
+
+std::optional<Target> parseTarget(const std::string& s) {
+  if (s == "dev") return Target::kDev;
+  if (s == "prod") return Target::kProd;
+  return std::nullopt;
+}
+
+namespace {
+nlohmann::json timeOrNull(int64_t unix_millis) {
+  return unix_millis > 0 ? nlohmann::json(formatRfc3339(unix_millis)) : nlohmann::json(nullptr);
+}
+nlohmann::json stringOrNull(const std::string& s) {
+  return s.empty() ? nlohmann::json(nullptr) : nlohmann::json(s);
+}
+}  // namespace
+
+nlohmann::json DeployReport::toJson() const {
+  nlohmann::json j;
+  j["id"] = id;
+  j["status"] = statusName(status);
+  j["phase"] = phase;
+  j["target"] = targetName(target);
+  j["deployment"] = {{"name", stringOrNull(deployment_name)}, {"url", stringOrNull(deployment_url)}};
+  j["key_source"] = stringOrNull(key_source);
+  j["exit_code"] = exit_code ? nlohmann::json(*exit_code) : nlohmann::json(nullptr);
+  j["error"] = error ? nlohmann::json{{"reason", error->reason}, {"message", error->message}}
+                     : nlohmann::json(nullptr);
+  j["warnings"] = warnings;
+  j["timings_ms"] = timings_ms;
+  j["bundle"] = {{"format", bundle.format},
+                 {"bytes", bundle.bytes},
+                 {"entries", bundle.entries},
+                 {"unpacked_bytes", bundle.unpacked_bytes},
+                 {"removed", bundle.removed}};
+  j["convex"] = {{"cli_version", stringOrNull(cli_version)},
+                 {"app_library_version", stringOrNull(app_convex_version)}};
+  j["created_at"] = timeOrNull(created_at_ms);
+  j["started_at"] = timeOrNull(started_at_ms);
+  j["finished_at"] = timeOrNull(finished_at_ms);
+  return j;
+}
+
+nlohmann::json DeployReport::toStoredJson() const {
+  nlohmann::json j = toJson();
+  // Raw millisecond stamps let a restarted agent rebuild the report exactly.
+  j["stored"] = {{"created_at_ms", created_at_ms},
+                 {"started_at_ms", started_at_ms},
+                 {"finished_at_ms", finished_at_ms}};
+  return j;
+}
+
+DeployReport DeployReport::fromJson(const nlohmann::json& j) {
+  DeployReport r;
+  auto str = [&](const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : std::string(); };
+  r.id = j.at("id").get<std::string>();
+  r.status = parseStatus(j.at("status").get<std::string>()).value_or(DeployStatus::kFailed);
+  r.phase = str(j.value("phase", nlohmann::json()));
+  r.target = parseTarget(j.at("target").get<std::string>()).value_or(Target::kDev);
+  if (j.contains("deployment")) {
+    r.deployment_name = str(j["deployment"].value("name", nlohmann::json()));
+    r.deployment_url = str(j["deployment"].value("url", nlohmann::json()));
+  }
+  r.key_source = str(j.value("key_source", nlohmann::json()));
+  if (j.contains("exit_code") && j["exit_code"].is_number_integer()) r.exit_code = j["exit_code"].get<int>();
+  if (j.contains("error") && j["error"].is_object()) {
+    r.error = DeployError{str(j["error"].value("reason", nlohmann::json())),
+                          str(j["error"].value("message", nlohmann::json()))};
+  }
+  r.warnings = j.value("warnings", std::vector<std::string>{});
+  r.timings_ms = j.value("timings_ms", std::map<std::string, int64_t>{});
+  if (j.contains("bundle") && j["bundle"].is_object()) {
+    const auto& b = j["bundle"];
+    r.bundle.format = str(b.value("format", nlohmann::json()));
+    r.bundle.bytes = b.value("bytes", uint64_t{0});
+    r.bundle.entries = b.value("entries", uint64_t{0});
+    r.bundle.unpacked_bytes = b.value("unpacked_bytes", uint64_t{0});
+    r.bundle.removed = b.value("removed", std::vector<std::string>{});
+  }
+  if (j.contains("convex") && j["convex"].is_object()) {
+    r.cli_version = str(j["convex"].value("cli_version", nlohmann::json()));
+    r.app_convex_version = str(j["convex"].value("app_library_version", nlohmann::json()));
+  }
+  if (j.contains("stored") && j["stored"].is_object()) {
+    r.created_at_ms = j["stored"].value("created_at_ms", int64_t{0});
+    r.started_at_ms = j["stored"].value("started_at_ms", int64_t{0});
+    r.finished_at_ms = j["stored"].value("finished_at_ms", int64_t{0});
+  }
+  return r;
+}
+
+}  // namespace da

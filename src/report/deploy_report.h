@@ -1,0 +1,63 @@
+// The report of one deploy: what GET /v1/deploys/{id} returns and what is persisted as
+// report.json in the job directory. It never holds a secret.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace da {
+
+enum class DeployStatus { kQueued, kRunning, kSucceeded, kFailed };
+const char* statusName(DeployStatus s);
+std::optional<DeployStatus> parseStatus(const std::string& s);
+inline bool isTerminal(DeployStatus s) {
+  return s == DeployStatus::kSucceeded || s == DeployStatus::kFailed;
+}
+
+enum class Target { kDev, kProd };
+const char* targetName(Target t);
+std::optional<Target> parseTarget(const std::string& s);
+
+struct DeployError {
+  std::string reason;   // stable snake_case code, e.g. "bundle_error", "push_rejected"
+  std::string message;  // short, human readable, redacted
+};
+
+struct BundleSummary {
+  std::string format;
+  uint64_t bytes = 0;
+  uint64_t entries = 0;
+  uint64_t unpacked_bytes = 0;
+  std::vector<std::string> removed;
+};
+
+struct DeployReport {
+  std::string id;
+  DeployStatus status = DeployStatus::kQueued;
+  std::string phase = "queued";   // queued, install, deploy_key, push, done
+  Target target = Target::kDev;
+  std::string deployment_name;
+  std::string deployment_url;
+  std::string key_source;         // "header" or "management_api"
+  std::optional<int> exit_code;
+  std::optional<DeployError> error;
+  std::vector<std::string> warnings;
+  std::map<std::string, int64_t> timings_ms;  // per phase, plus "total"
+  BundleSummary bundle;
+  std::string cli_version;
+  std::string app_convex_version;
+  int64_t created_at_ms = 0;
+  int64_t started_at_ms = 0;
+  int64_t finished_at_ms = 0;
+
+  nlohmann::json toJson() const;        // the API view
+  nlohmann::json toStoredJson() const;  // the API view plus what a restart needs
+  static DeployReport fromJson(const nlohmann::json& stored);
+};
+
+}  // namespace da

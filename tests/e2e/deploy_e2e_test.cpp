@@ -1,0 +1,319 @@
+// End to end: the stand-in and the agent run as real processes, bundles of the example app
+// are built at test time and posted over real HTTP, and the real Convex CLI pushes them.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "support/archive_builder.h"
+#include "support/server_process.h"
+
+namespace fs = std::filesystem;
+using testsupport::ArchiveBuilder;
+using testsupport::HttpResult;
+using testsupport::httpRequest;
+using testsupport::ServerProcess;
+using Json = nlohmann::json;
+
+namespace {
+
+const std::string kAgentToken = "e2e-agent-token-0123456789abcdef";
+const std::string kTeamToken = "e2e-team-token-abcdef0123456789";
+const std::string kProdDeployment = "happy-otter-123";
+const std::string kDevDeployment = "brave-fox-456";
+
+class DeployE2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    try {
+      startServers();
+    } catch (const std::exception& e) {
+      setup_error_ = e.what();
+    }
+  }
+
+  // A failed start fails every test (not skips it): a suite that cannot run must not pass.
+  void SetUp() override { ASSERT_TRUE(setup_error_.empty()) << setup_error_; }
+
+  static void startServers() {
+    state_dir_ = fs::temp_directory_path() / ("da-e2e-" + std::to_string(getpid()));
+    fs::remove_all(state_dir_);
+    fs::create_directories(state_dir_);
+    standin_ = std::make_unique<ServerProcess>(
+        testsupport::binaryDir() + "/bin/convex-standin",
+        std::vector<std::string>{"--listen", "127.0.0.1:0", "--team-token", kTeamToken,
+                                 "--deployment", kProdDeployment + ":prod", "--deployment",
+                                 kDevDeployment + ":dev"},
+        std::map<std::string, std::string>{});
+    agent_ = std::make_unique<ServerProcess>(
+        testsupport::binaryDir() + "/bin/deploy-agent",
+        std::vector<std::string>{"--listen", "127.0.0.1:0", "--state-dir", (state_dir_ / "state").string(),
+                                 "--convex-url", standin_->baseUrl(), "--toolchain",
+                                 testsupport::toolchainDir(), "--npm-cache",
+                                 testsupport::toolchainDir() + "/npm-cache", "--npm-offline",
+                                 "--workers", "2", "--cli-timeout", "120"},
+        std::map<std::string, std::string>{{"DEPLOY_AGENT_TOKEN", kAgentToken},
+                                           {"CONVEX_TEAM_TOKEN", kTeamToken}});
+  }
+
+  static void TearDownTestSuite() {
+    agent_.reset();
+    standin_.reset();
+    fs::remove_all(state_dir_);
+  }
+
+  static fs::path exampleApp() { return fs::path(testsupport::sourceDir()) / "examples/chat-app"; }
+
+  static std::string exampleBundle(ArchiveBuilder::Format format = ArchiveBuilder::Format::kTarGz) {
+    return ArchiveBuilder::fromDirectory(exampleApp()).build(format);
+  }
+
+  static HttpResult postDeploy(const std::string& query, const std::string& body,
+                               std::map<std::string, std::string> headers = {}) {
+    headers.emplace("Authorization", "Bearer " + kAgentToken);
+    headers.emplace("Content-Type", "application/gzip");
+    return httpRequest("POST", agent_->baseUrl() + "/v1/deploys?" + query, headers, body);
+  }
+
+  static Json getJson(const std::string& url) {
+    auto result = httpRequest("GET", url, {{"Authorization", "Bearer " + kAgentToken}});
+    EXPECT_EQ(result.status, 200) << result.body;
+    return Json::parse(result.body);
+  }
+
+  // Long-polls the report until it is terminal (the agent wakes the request when it is).
+  static Json waitForReport(const std::string& id) {
+    for (int attempt = 0; attempt < 6; ++attempt) {
+      Json report = getJson(agent_->baseUrl() + "/v1/deploys/" + id + "?wait=60");
+      if (report["status"] == "succeeded" || report["status"] == "failed") return report;
+    }
+    ADD_FAILURE() << "deploy " << id << " did not finish within 6 minutes";
+    return {};
+  }
+
+  static std::string deployLog(const std::string& id) {
+    auto result = httpRequest("GET", agent_->baseUrl() + "/v1/deploys/" + id + "/log",
+                              {{"Authorization", "Bearer " + kAgentToken}});
+    EXPECT_EQ(result.status, 200);
+    return result.body;
+  }
+
+  static Json standinPushes() { return Json::parse(httpRequest("GET", standin_->baseUrl() + "/_standin/pushes").body); }
+  static Json standinRequests() { return Json::parse(httpRequest("GET", standin_->baseUrl() + "/_standin/requests").body); }
+
+  static size_t pushesTo(const std::string& deployment, bool committed_only) {
+    size_t count = 0;
+    for (const auto& push : standinPushes()) {
+      if (push["deployment"] == deployment && (!committed_only || push["committed"] == true)) ++count;
+    }
+    return count;
+  }
+
+  static std::string mintKey(const std::string& deployment) {
+    auto result = httpRequest("POST", standin_->baseUrl() + "/_standin/deploy_keys", {},
+                              Json{{"deployment", deployment}}.dump());
+    EXPECT_EQ(result.status, 200) << result.body;
+    return Json::parse(result.body)["deployKey"];
+  }
+
+  // The module paths the CLI pushes for the example app: each function file as .js.
+  static std::set<std::string> exampleModulePaths() {
+    std::set<std::string> paths;
+    for (const auto& entry : fs::directory_iterator(exampleApp() / "convex")) {
+      const auto name = entry.path().filename().string();
+      if (entry.path().extension() == ".ts" && name != "schema.ts") {
+        paths.insert(entry.path().stem().string() + ".js");
+      }
+    }
+    return paths;
+  }
+
+  static std::set<std::string> pushedFunctionModules(const Json& push) {
+    std::set<std::string> paths;
+    for (const auto& module : push["modules"]) {
+      std::string path = module["path"];
+      if (path.rfind("_deps/", 0) != 0) paths.insert(path);
+    }
+    return paths;
+  }
+
+  static Json lastCommittedPush(const std::string& deployment) {
+    Json last;
+    for (const auto& push : standinPushes()) {
+      if (push["deployment"] == deployment && push["committed"] == true) last = push;
+    }
+    return last;
+  }
+
+  static void injectFault(const Json& fault) {
+    auto result = httpRequest("POST", standin_->baseUrl() + "/_standin/faults", {}, fault.dump());
+    ASSERT_EQ(result.status, 200) << result.body;
+  }
+
+  static inline std::string setup_error_;
+  static inline fs::path state_dir_;
+  static inline std::unique_ptr<ServerProcess> standin_;
+  static inline std::unique_ptr<ServerProcess> agent_;
+};
+
+TEST_F(DeployE2E, ProdDeployWithMintedKeyPushesExactlyTheAppsModules) {
+  auto accepted = postDeploy("target=prod&deployment=" + kProdDeployment, exampleBundle());
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  const std::string id = Json::parse(accepted.body)["id"];
+  EXPECT_EQ(accepted.headers["Location"], "/v1/deploys/" + id);
+
+  Json report = waitForReport(id);
+  ASSERT_EQ(report["status"], "succeeded") << report.dump(2) << deployLog(id);
+  EXPECT_EQ(report["target"], "prod");
+  EXPECT_EQ(report["exit_code"], 0);
+  EXPECT_EQ(report["key_source"], "management_api");
+  EXPECT_EQ(report["deployment"]["name"], kProdDeployment);
+  EXPECT_EQ(report["deployment"]["url"], standin_->baseUrl());
+  EXPECT_TRUE(report["error"].is_null());
+  for (const char* phase : {"install", "deploy_key", "push", "total"}) {
+    EXPECT_TRUE(report["timings_ms"].contains(phase)) << phase;
+  }
+
+  Json push = lastCommittedPush(kProdDeployment);
+  ASSERT_FALSE(push.is_null());
+  EXPECT_EQ(pushedFunctionModules(push), exampleModulePaths());
+  EXPECT_TRUE(push["has_schema"]);
+
+  // The key was minted through the Management API with least privilege.
+  bool minted = false;
+  for (const auto& request : standinRequests()) {
+    if (request["path"] == "/v1/deployments/" + kProdDeployment + "/create_deploy_key") minted = true;
+  }
+  EXPECT_TRUE(minted);
+  EXPECT_NE(deployLog(id).find("Deployed Convex functions to"), std::string::npos);
+}
+
+TEST_F(DeployE2E, DevDeployWithCallerKeySucceedsAndNeverEchoesTheKey) {
+  const std::string key = mintKey(kDevDeployment);
+  auto accepted = postDeploy("target=dev", exampleBundle(ArchiveBuilder::Format::kZip),
+                             {{"Convex-Deploy-Key", key}, {"Content-Type", "application/zip"}});
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  const std::string id = Json::parse(accepted.body)["id"];
+  Json report = waitForReport(id);
+  ASSERT_EQ(report["status"], "succeeded") << report.dump(2) << deployLog(id);
+  EXPECT_EQ(report["key_source"], "header");
+  EXPECT_EQ(report["deployment"]["name"], kDevDeployment);
+  EXPECT_EQ(pushedFunctionModules(lastCommittedPush(kDevDeployment)), exampleModulePaths());
+
+  const std::string secret = key.substr(key.find('|') + 1);
+  EXPECT_EQ(report.dump().find(secret), std::string::npos);
+  EXPECT_EQ(deployLog(id).find(secret), std::string::npos);
+  std::ifstream stored(state_dir_ / "state/jobs" / id / "report.json");
+  std::string stored_text((std::istreambuf_iterator<char>(stored)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(stored_text.find(secret), std::string::npos);
+}
+
+TEST_F(DeployE2E, SyntaxErrorFailsWithTheCliErrorAndNoPush) {
+  auto bundle = ArchiveBuilder::fromDirectory(exampleApp())
+                    .addFile("convex/broken.ts", "export const oops = ;\n")
+                    .build(ArchiveBuilder::Format::kTarGz);
+  const size_t pushes_before = standinPushes().size();
+  auto accepted = postDeploy("target=prod&deployment=" + kProdDeployment, bundle);
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  const std::string id = Json::parse(accepted.body)["id"];
+  Json report = waitForReport(id);
+  ASSERT_EQ(report["status"], "failed");
+  EXPECT_EQ(report["error"]["reason"], "bundle_error") << report.dump(2);
+  EXPECT_NE(report["error"]["message"].get<std::string>().find("convex/broken.ts"), std::string::npos)
+      << report.dump(2);
+  EXPECT_EQ(report["exit_code"], 1);
+  EXPECT_NE(deployLog(id).find("[ERROR]"), std::string::npos);
+  EXPECT_EQ(standinPushes().size(), pushes_before);
+}
+
+TEST_F(DeployE2E, WrongDeployKeyFailsForProdAndDev) {
+  for (const auto& [target, key] : {std::pair{"prod", "prod:" + kProdDeployment + "|not-a-key-it-issued"},
+                                    std::pair{"dev", "dev:" + kDevDeployment + "|not-a-key-it-issued"}}) {
+    const size_t committed_before = pushesTo(target == std::string("prod") ? kProdDeployment : kDevDeployment, true);
+    auto accepted = postDeploy(std::string("target=") + target, exampleBundle(), {{"Convex-Deploy-Key", key}});
+    ASSERT_EQ(accepted.status, 202) << accepted.body;
+    const std::string id = Json::parse(accepted.body)["id"];
+    Json report = waitForReport(id);
+    EXPECT_EQ(report["status"], "failed") << target << report.dump(2);
+    EXPECT_EQ(report["error"]["reason"], "deploy_key_rejected") << target << report.dump(2);
+    EXPECT_EQ(pushesTo(target == std::string("prod") ? kProdDeployment : kDevDeployment, true), committed_before);
+    EXPECT_EQ(report.dump().find("not-a-key-it-issued"), std::string::npos);
+  }
+}
+
+TEST_F(DeployE2E, DevOnceThatExitsZeroAfterARejectedPushIsReportedFailed) {
+  injectFault({{"method", "POST"}, {"path", "/api/deploy2/start_push"}, {"status", 401},
+               {"code", "BadAdminKey"}, {"message", "The provided admin key was invalid for this instance"},
+               {"times", 1}});
+  const std::string key = mintKey(kDevDeployment);
+  const size_t committed_before = pushesTo(kDevDeployment, true);
+  auto accepted = postDeploy("target=dev", exampleBundle(), {{"Convex-Deploy-Key", key}});
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  const std::string id = Json::parse(accepted.body)["id"];
+  Json report = waitForReport(id);
+  EXPECT_EQ(report["exit_code"], 0) << "the CLI's own exit code is 0 here: " << deployLog(id);
+  EXPECT_EQ(report["status"], "failed") << report.dump(2);
+  EXPECT_EQ(report["error"]["reason"], "push_rejected") << report.dump(2);
+  EXPECT_EQ(pushesTo(kDevDeployment, true), committed_before);
+}
+
+TEST_F(DeployE2E, BundleWithoutFunctionsFolderIsRefusedBeforeAnyPush) {
+  ArchiveBuilder builder;
+  std::ifstream package(exampleApp() / "package.json");
+  builder.addFile("package.json", std::string((std::istreambuf_iterator<char>(package)), std::istreambuf_iterator<char>()));
+  builder.addFile("README.md", "no convex folder here\n");
+  const size_t requests_before = standinRequests().size();
+  const size_t jobs_before = std::distance(fs::directory_iterator(state_dir_ / "state/jobs"), fs::directory_iterator());
+  auto refused = postDeploy("target=prod&deployment=" + kProdDeployment, builder.build(ArchiveBuilder::Format::kTarGz));
+  EXPECT_EQ(refused.status, 422) << refused.body;
+  EXPECT_EQ(refused.headers["Content-Type"], "application/problem+json");
+  Json problem = Json::parse(refused.body);
+  EXPECT_EQ(problem["reason"], "missing_functions_dir");
+  EXPECT_EQ(standinRequests().size(), requests_before);
+  EXPECT_EQ(std::distance(fs::directory_iterator(state_dir_ / "state/jobs"), fs::directory_iterator()), jobs_before);
+}
+
+TEST_F(DeployE2E, RequestsWithoutTheAgentTokenGet401) {
+  auto health = httpRequest("GET", agent_->baseUrl() + "/healthz");
+  EXPECT_EQ(health.status, 200);
+  auto no_token = httpRequest("POST", agent_->baseUrl() + "/v1/deploys?target=prod&deployment=" + kProdDeployment,
+                              {{"Content-Type", "application/gzip"}}, exampleBundle());
+  EXPECT_EQ(no_token.status, 401);
+  EXPECT_EQ(Json::parse(no_token.body)["reason"], "unauthorized");
+  auto wrong_token = httpRequest("GET", agent_->baseUrl() + "/v1/deploys/dep_000000000000000000000000",
+                                 {{"Authorization", "Bearer wrong-token-0123456789abcdef"}});
+  EXPECT_EQ(wrong_token.status, 401);
+}
+
+TEST_F(DeployE2E, BadRequestsNameTheField) {
+  auto no_target = postDeploy("deployment=" + kProdDeployment, exampleBundle());
+  EXPECT_EQ(no_target.status, 400);
+  EXPECT_EQ(Json::parse(no_target.body)["field"], "target");
+
+  auto prod_key_for_dev = postDeploy("target=dev", exampleBundle(), {{"Convex-Deploy-Key", mintKey(kProdDeployment)}});
+  EXPECT_EQ(prod_key_for_dev.status, 422);
+  EXPECT_EQ(Json::parse(prod_key_for_dev.body)["reason"], "deploy_key_conflict");
+
+  auto not_an_archive = postDeploy("target=prod&deployment=" + kProdDeployment, "just some text",
+                                   {{"Content-Type", "text/plain"}});
+  EXPECT_EQ(not_an_archive.status, 415);
+
+  auto traversal = postDeploy("target=prod&deployment=" + kProdDeployment,
+                              ArchiveBuilder::fromDirectory(exampleApp())
+                                  .addFile("../escape.txt", "x")
+                                  .build(ArchiveBuilder::Format::kTarGz));
+  EXPECT_EQ(traversal.status, 422);
+  Json problem = Json::parse(traversal.body);
+  EXPECT_EQ(problem["reason"], "path_traversal");
+  EXPECT_EQ(problem["entry"], "../escape.txt");
+
+  auto unknown = httpRequest("GET", agent_->baseUrl() + "/v1/deploys/dep_000000000000000000000000",
+                             {{"Authorization", "Bearer " + kAgentToken}});
+  EXPECT_EQ(unknown.status, 404);
+}
+
+}  // namespace

@@ -1,0 +1,50 @@
+// Starts a server binary (the agent or the stand-in) as a real child process, waits for its
+// `listening on http://HOST:PORT` line, and stops it again. No sleeps: the line is the signal.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace testsupport {
+
+class ServerProcess {
+ public:
+  // Throws std::runtime_error with the process's exit status when it stops before listening.
+  ServerProcess(const std::string& executable, const std::vector<std::string>& args,
+                const std::map<std::string, std::string>& env);
+  ~ServerProcess();
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+
+  const std::string& baseUrl() const { return base_url_; }
+  int pid() const { return pid_; }
+  // SIGTERM, then waits; returns the exit code.
+  int stop();
+
+ private:
+  int pid_ = -1;
+  int stdout_fd_ = -1;
+  std::string base_url_;
+  bool stopped_ = false;
+  int exit_code_ = -1;
+};
+
+struct HttpResult {
+  int status = 0;
+  std::map<std::string, std::string> headers;
+  std::string body;
+};
+
+// One request with a fresh connection; throws on network failure.
+HttpResult httpRequest(const std::string& method, const std::string& url,
+                       const std::map<std::string, std::string>& headers = {},
+                       const std::string& body = {}, int timeout_seconds = 90);
+
+// Paths of things the build and set-up produce.
+std::string sourceDir();
+std::string binaryDir();
+std::string toolchainDir();
+
+}  // namespace testsupport
