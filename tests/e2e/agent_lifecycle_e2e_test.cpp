@@ -1,0 +1,132 @@
+// The agent's limits and lifecycle, each test with its own stand-in and agent processes.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "support/archive_builder.h"
+#include "support/server_process.h"
+
+namespace fs = std::filesystem;
+using testsupport::ArchiveBuilder;
+using testsupport::httpRequest;
+using testsupport::ServerProcess;
+using Json = nlohmann::json;
+
+namespace {
+
+const std::string kAgentToken = "lifecycle-agent-token-0123456789";
+
+class AgentLifecycle : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    state_dir_ = fs::temp_directory_path() / ("da-lifecycle-" + std::to_string(getpid()) + "-" +
+                                              ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(state_dir_);
+    standin_ = std::make_unique<ServerProcess>(testsupport::binaryDir() + "/bin/convex-standin",
+                                               std::vector<std::string>{"--listen", "127.0.0.1:0"},
+                                               std::map<std::string, std::string>{});
+  }
+  void TearDown() override {
+    agent_.reset();
+    standin_.reset();
+    fs::remove_all(state_dir_);
+  }
+
+  void startAgent(std::vector<std::string> extra_args = {}) {
+    std::vector<std::string> args{"--listen", "127.0.0.1:0", "--state-dir", (state_dir_ / "state").string(),
+                                  "--convex-url", standin_->baseUrl(), "--toolchain", testsupport::toolchainDir(),
+                                  "--npm-cache", testsupport::toolchainDir() + "/npm-cache", "--npm-offline"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    agent_ = std::make_unique<ServerProcess>(testsupport::binaryDir() + "/bin/deploy-agent", args,
+                                             std::map<std::string, std::string>{{"DEPLOY_AGENT_TOKEN", kAgentToken}});
+  }
+
+  std::string mintKey(const std::string& deployment) {
+    auto result = httpRequest("POST", standin_->baseUrl() + "/_standin/deploy_keys", {},
+                              Json{{"deployment", deployment}}.dump());
+    return Json::parse(result.body)["deployKey"];
+  }
+
+  testsupport::HttpResult post(const std::string& query, const std::string& body, const std::string& key) {
+    return httpRequest("POST", agent_->baseUrl() + "/v1/deploys?" + query,
+                       {{"Authorization", "Bearer " + kAgentToken}, {"Content-Type", "application/gzip"},
+                        {"Convex-Deploy-Key", key}},
+                       body);
+  }
+
+  Json report(const std::string& id, int wait_seconds) {
+    auto result = httpRequest("GET", agent_->baseUrl() + "/v1/deploys/" + id + "?wait=" + std::to_string(wait_seconds),
+                              {{"Authorization", "Bearer " + kAgentToken}});
+    EXPECT_EQ(result.status, 200) << result.body;
+    return Json::parse(result.body);
+  }
+
+  size_t jobCount() {
+    const fs::path jobs = state_dir_ / "state/jobs";
+    return fs::exists(jobs) ? std::distance(fs::directory_iterator(jobs), fs::directory_iterator()) : 0;
+  }
+
+  static std::string exampleBundle() {
+    return ArchiveBuilder::fromDirectory(fs::path(testsupport::sourceDir()) / "examples/chat-app")
+        .build(ArchiveBuilder::Format::kTarGz);
+  }
+
+  fs::path state_dir_;
+  std::unique_ptr<ServerProcess> standin_;
+  std::unique_ptr<ServerProcess> agent_;
+};
+
+TEST_F(AgentLifecycle, OversizedBundleIsRefusedNamingTheLimitAndLeavesNothing) {
+  startAgent({"--max-bundle-bytes", "1000"});
+  auto refused = post("target=prod", exampleBundle(), mintKey("happy-otter-123"));
+  EXPECT_EQ(refused.status, 413) << refused.body;
+  Json problem = Json::parse(refused.body);
+  EXPECT_EQ(problem["reason"], "too_large");
+  EXPECT_EQ(problem["limit"], "max_archive_bytes");
+  EXPECT_EQ(jobCount(), 0u);
+}
+
+TEST_F(AgentLifecycle, TooManyEntriesIsRefusedNamingTheLimit) {
+  startAgent({"--max-entries", "5"});
+  auto refused = post("target=prod", exampleBundle(), mintKey("happy-otter-123"));
+  EXPECT_EQ(refused.status, 413) << refused.body;
+  EXPECT_EQ(Json::parse(refused.body)["limit"], "max_entries");
+  EXPECT_EQ(jobCount(), 0u);
+}
+
+TEST_F(AgentLifecycle, AcceptedDeployInterruptedByACrashIsReportedAfterRestart) {
+  startAgent();
+  auto accepted = post("target=prod", exampleBundle(), mintKey("happy-otter-123"));
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  const std::string id = Json::parse(accepted.body)["id"];
+  // SIGKILL: no chance to finish or clean up, as in a crash or an OOM kill.
+  kill(agent_->pid(), SIGKILL);
+  agent_->stop();
+  startAgent();
+  Json after = report(id, 0);
+  EXPECT_EQ(after["status"], "failed") << after.dump(2);
+  EXPECT_EQ(after["error"]["reason"], "agent_restarted");
+  EXPECT_EQ(after["target"], "prod");
+}
+
+TEST_F(AgentLifecycle, DevOnceRetryingForeverIsKilledAtTheCliTimeout) {
+  // dev --once retries a 500 on start_push forever; only the agent's deadline ends it.
+  auto fault = httpRequest("POST", standin_->baseUrl() + "/_standin/faults", {},
+                           Json{{"method", "POST"}, {"path", "/api/deploy2/start_push"}, {"status", 500},
+                                {"code", "InternalServerError"}, {"message", "try again"}, {"times", -1}}
+                               .dump());
+  ASSERT_EQ(fault.status, 200) << fault.body;
+  startAgent({"--cli-timeout", "12"});
+  auto accepted = post("target=dev", exampleBundle(), mintKey("brave-fox-456"));
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  const std::string id = Json::parse(accepted.body)["id"];
+  Json done = report(id, 60);
+  EXPECT_EQ(done["status"], "failed") << done.dump(2);
+  EXPECT_EQ(done["error"]["reason"], "cli_timeout") << done.dump(2);
+  EXPECT_TRUE(done["exit_code"].is_null());
+}
+
+}  // namespace

@@ -1,0 +1,144 @@
+// The HTTP API in-process on a real loopback socket: routing, auth and refusals. The deploy
+// pipeline points at a toolchain that does not exist, so accepted jobs fail fast and
+// honestly (sandbox_setup_failed) without reaching any network.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "api/api_server.h"
+#include "support/archive_builder.h"
+#include "support/server_process.h"
+#include "util/ids.h"
+
+namespace fs = std::filesystem;
+using testsupport::ArchiveBuilder;
+using testsupport::httpRequest;
+using Json = nlohmann::json;
+
+namespace {
+
+const std::string kToken = "api-unit-token-0123456789";
+
+class ApiServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    state_ = fs::temp_directory_path() / ("da-api-" + da::newDeployId());
+    settings_.listen_port = 0;
+    settings_.state_dir = state_;
+    settings_.api_token = kToken;
+    settings_.team_token = "team-token-for-minting-0123";
+    settings_.toolchain.node = "/nonexistent/node";
+    settings_.toolchain.npm_cli = "/nonexistent/npm-cli.js";
+    settings_.toolchain.convex_cli = "/nonexistent/main.js";
+    settings_.toolchain.convex_cli_version = "1.49.0";
+    settings_.npm_cache = state_ / "npm-cache";
+    settings_.workers = 1;
+    store_ = std::make_unique<da::JobStore>(state_ / "jobs");
+    pipeline_ = std::make_unique<da::DeployPipeline>(settings_, *store_, redactor_);
+    runner_ = std::make_unique<da::JobRunner>(settings_, *store_, *pipeline_);
+    runner_->start();
+    server_ = std::make_unique<da::api::ApiServer>(da::api::ApiContext{settings_, *store_, *runner_});
+    server_->start();
+  }
+  void TearDown() override {
+    server_->stop();
+    runner_->stop();
+    fs::remove_all(state_);
+  }
+
+  testsupport::HttpResult call(const std::string& method, const std::string& path, const std::string& body = {},
+                               std::map<std::string, std::string> headers = {}) {
+    headers.emplace("Authorization", "Bearer " + kToken);
+    return httpRequest(method, server_->baseUrl() + path, headers, body);
+  }
+
+  static std::string appBundle() {
+    return ArchiveBuilder()
+        .addFile("package.json", R"({"name":"a","dependencies":{"convex":"1.49.0"}})")
+        .addFile("convex/messages.ts", "export const x = 1;\n")
+        .build(ArchiveBuilder::Format::kTarGz);
+  }
+
+  fs::path state_;
+  da::Settings settings_;
+  da::Redactor redactor_;
+  std::unique_ptr<da::JobStore> store_;
+  std::unique_ptr<da::DeployPipeline> pipeline_;
+  std::unique_ptr<da::JobRunner> runner_;
+  std::unique_ptr<da::api::ApiServer> server_;
+};
+
+TEST_F(ApiServerTest, HealthNeedsNoTokenEverythingElseDoes) {
+  EXPECT_EQ(httpRequest("GET", server_->baseUrl() + "/healthz").status, 200);
+  auto denied = httpRequest("GET", server_->baseUrl() + "/v1/deploys/dep_000000000000000000000000");
+  EXPECT_EQ(denied.status, 401);
+  EXPECT_EQ(denied.headers["WWW-Authenticate"], "Bearer");
+  EXPECT_EQ(denied.headers["Content-Type"], "application/problem+json");
+}
+
+TEST_F(ApiServerTest, UnknownRoutesAndMethods) {
+  EXPECT_EQ(call("GET", "/v2/nothing").status, 404);
+  EXPECT_EQ(call("GET", "/v1/deploys").status, 405);
+  EXPECT_EQ(call("DELETE", "/v1/deploys/dep_000000000000000000000000").status, 405);
+  EXPECT_EQ(call("GET", "/v1/deploys/../../etc/passwd").status, 404);
+}
+
+TEST_F(ApiServerTest, QueryProblemsNameTheField) {
+  auto unknown = call("POST", "/v1/deploys?target=prod&deployment=a-b-1&colour=red", appBundle());
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_EQ(Json::parse(unknown.body)["field"], "colour");
+  auto bad_target = call("POST", "/v1/deploys?target=staging&deployment=a-b-1", appBundle());
+  EXPECT_EQ(Json::parse(bad_target.body)["field"], "target");
+  auto bad_name = call("POST", "/v1/deploys?target=prod&deployment=Bad_Name", appBundle());
+  EXPECT_EQ(Json::parse(bad_name.body)["field"], "deployment");
+  auto no_deployment = call("POST", "/v1/deploys?target=prod", appBundle());
+  EXPECT_EQ(Json::parse(no_deployment.body)["reason"], "missing_deployment");
+  auto bad_typecheck = call("POST", "/v1/deploys?target=prod&deployment=a-b-1&typecheck=maybe", appBundle());
+  EXPECT_EQ(Json::parse(bad_typecheck.body)["field"], "typecheck");
+  EXPECT_EQ(call("POST", "/v1/deploys?target=prod&deployment=a-b-1", "").status, 400);
+  EXPECT_EQ(call("GET", "/v1/deploys/dep_000000000000000000000000?wait=999").status, 400);
+  EXPECT_EQ(call("GET", "/v1/deploys/dep_000000000000000000000000?wait=5x").status, 400);
+}
+
+TEST_F(ApiServerTest, WithoutTeamTokenACallerMustSendAKey) {
+  settings_.team_token.clear();
+  auto refused = call("POST", "/v1/deploys?target=prod&deployment=a-b-1", appBundle());
+  EXPECT_EQ(refused.status, 422);
+  Json problem = Json::parse(refused.body);
+  EXPECT_EQ(problem["reason"], "deploy_key_unavailable");
+  EXPECT_EQ(problem["field"], "Convex-Deploy-Key");
+}
+
+TEST_F(ApiServerTest, AcceptedJobIsReportedAndItsFailureIsHonest) {
+  auto accepted = call("POST", "/v1/deploys?target=prod&deployment=a-b-1", appBundle());
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  const std::string id = Json::parse(accepted.body)["id"];
+  auto done = call("GET", "/v1/deploys/" + id + "?wait=30");
+  ASSERT_EQ(done.status, 200);
+  Json report = Json::parse(done.body);
+  EXPECT_EQ(report["status"], "failed");
+  EXPECT_EQ(report["error"]["reason"], "sandbox_setup_failed");
+  EXPECT_NE(report["error"]["message"].get<std::string>().find("/nonexistent/node"), std::string::npos);
+  EXPECT_EQ(report["bundle"]["format"], "tar.gz");
+  EXPECT_EQ(report["bundle"]["entries"], 2);  // package.json, convex/messages.ts
+  // The push never ran, so there is no CLI output, and the refusal says why.
+  auto log = call("GET", "/v1/deploys/" + id + "/log");
+  EXPECT_EQ(log.status, 404);
+  EXPECT_EQ(Json::parse(log.body)["reason"], "log_not_available");
+  EXPECT_EQ(call("GET", "/v1/deploys/" + id + "/log?phase=install").status, 200);
+  EXPECT_EQ(call("GET", "/v1/deploys/" + id + "/log?phase=other").status, 400);
+  // The unpacked app is gone; the report stays.
+  EXPECT_FALSE(fs::exists(state_ / "jobs" / id / "work"));
+  EXPECT_TRUE(fs::exists(state_ / "jobs" / id / "report.json"));
+}
+
+TEST_F(ApiServerTest, UnknownFormatIs415) {
+  auto refused = call("POST", "/v1/deploys?target=prod&deployment=a-b-1", "plain text, not an archive",
+                      {{"Content-Type", "text/plain"}});
+  EXPECT_EQ(refused.status, 415);
+  EXPECT_EQ(std::distance(fs::directory_iterator(state_ / "jobs"), fs::directory_iterator()), 0);
+}
+
+}  // namespace

@@ -1,0 +1,96 @@
+// The Management API client against the in-process stand-in on a real loopback socket.
+#include <gtest/gtest.h>
+
+#include <Poco/Net/ServerSocket.h>
+
+#include "convex/deploy_key.h"
+#include "convex/management_client.h"
+#include "standin/standin.h"
+#include "util/ids.h"
+
+using namespace da::convex;
+
+namespace {
+
+const std::string kTeamToken = "unit-team-token-0123456789";
+
+class ManagementClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    standin::Options options;
+    options.team_tokens = {kTeamToken};
+    options.deployments = {{"happy-otter-123", "prod"}, {"brave-fox-456", "dev"}};
+    standin_ = std::make_unique<standin::Standin>(options);
+    standin_->start();
+  }
+  void TearDown() override { standin_->stop(); }
+
+  DeployKeyRequest request(const std::string& deployment) {
+    DeployKeyRequest r;
+    r.deployment_name = deployment;
+    r.key_name = "unit test";
+    r.allowed_actions = {"deployment:deploy"};
+    r.expires_at_ms = da::nowUnixMillis() + 60 * 60 * 1000;
+    return r;
+  }
+
+  std::unique_ptr<standin::Standin> standin_;
+};
+
+TEST_F(ManagementClientTest, MintsAKeyForTheDeployment) {
+  ManagementClient client(standin_->origin(), kTeamToken);
+  auto minted = client.createDeployKey(request("happy-otter-123"));
+  ASSERT_TRUE(minted.deploy_key) << minted.error->message;
+  auto info = classifyKey(*minted.deploy_key);
+  EXPECT_EQ(info.type, "prod");
+  EXPECT_EQ(info.deployment_name, "happy-otter-123");
+}
+
+TEST_F(ManagementClientTest, WrongTokenIsUnauthorizedAndNotEchoed) {
+  ManagementClient client(standin_->origin(), "wrong-token-0123456789");
+  auto minted = client.createDeployKey(request("happy-otter-123"));
+  ASSERT_TRUE(minted.error);
+  EXPECT_EQ(minted.error->reason, "unauthorized");
+  EXPECT_EQ(minted.error->http_status, 401);
+  EXPECT_EQ(minted.error->message.find("wrong-token"), std::string::npos);
+}
+
+TEST_F(ManagementClientTest, UnknownDeploymentIsNotFoundWithTheApisCode) {
+  ManagementClient client(standin_->origin(), kTeamToken);
+  auto minted = client.createDeployKey(request("no-such-deployment-1"));
+  ASSERT_TRUE(minted.error);
+  EXPECT_EQ(minted.error->reason, "not_found");
+  EXPECT_EQ(minted.error->code, "DeploymentNotFound");
+}
+
+TEST_F(ManagementClientTest, ExpiryTooSoonIsABadRequest) {
+  ManagementClient client(standin_->origin(), kTeamToken);
+  auto r = request("happy-otter-123");
+  r.expires_at_ms = da::nowUnixMillis() + 60 * 1000;  // the API wants >= 30 minutes
+  auto minted = client.createDeployKey(r);
+  ASSERT_TRUE(minted.error);
+  EXPECT_EQ(minted.error->reason, "bad_request");
+  EXPECT_EQ(minted.error->http_status, 400);
+}
+
+TEST(ManagementClient, UnreachableHostIsANetworkError) {
+  // A port that was just free: bind, remember, close.
+  uint16_t port;
+  {
+    Poco::Net::ServerSocket socket(Poco::Net::SocketAddress("127.0.0.1", 0));
+    port = socket.address().port();
+  }
+  HttpOptions options;
+  options.attempts = 2;
+  options.timeout = std::chrono::milliseconds(2000);
+  ManagementClient client("http://127.0.0.1:" + std::to_string(port), kTeamToken, options);
+  DeployKeyRequest r;
+  r.deployment_name = "happy-otter-123";
+  r.key_name = "x";
+  auto minted = client.createDeployKey(r);
+  ASSERT_TRUE(minted.error);
+  EXPECT_EQ(minted.error->reason, "network_error");
+  EXPECT_EQ(minted.error->http_status, 0);
+}
+
+}  // namespace
