@@ -48,6 +48,34 @@ void writeLog(const fs::path& path, const std::string& redacted_text, bool trunc
   if (truncated) out << "\n[deploy-agent: output truncated at the configured limit]\n";
 }
 
+// Runs a toolchain command (npm or the CLI) in the app folder with this job's environment
+// and bounds, and stores its redacted output as `log_name` in the job folder.
+struct CapturedRun {
+  sandbox::RunResult run;
+  std::string log;  // redacted
+};
+
+CapturedRun runToolchainCommand(const Settings& settings, const DeployJob& job,
+                                std::vector<std::string> args,
+                                std::map<std::string, std::string> extra_env,
+                                std::chrono::seconds timeout, const std::string& log_name,
+                                const Redactor& redactor, const std::atomic<bool>& cancel) {
+  sandbox::ProcessSpec spec;
+  spec.executable = settings.toolchain.node.string();
+  spec.args = std::move(args);
+  spec.env = baseChildEnvironment(settings, job.job_dir);
+  for (auto& [name, value] : extra_env) spec.env.insert_or_assign(name, std::move(value));  // these win
+  spec.working_dir = job.app_dir.string();
+  spec.limits.wallTime(timeout).outputBytes(settings.max_log_bytes).fileSizeBytes(1ull << 30);
+
+  CapturedOutput output(settings.max_log_bytes);
+  CapturedRun result;
+  result.run = sandbox::runProcess(spec, [&](std::string_view chunk) { output.append(chunk); }, &cancel);
+  result.log = redactor.redact(output.text);
+  writeLog(job.job_dir / log_name, result.log, output.truncated);
+  return result;
+}
+
 std::string lastLines(const std::string& text, size_t count) {
   size_t pos = text.size();
   while (pos > 0 && (text[pos - 1] == '\n' || text[pos - 1] == ' ')) --pos;
@@ -163,26 +191,19 @@ DeployPipeline::PhaseResult DeployPipeline::install(const DeployJob& job, Deploy
 
   const bool has_lock = fs::exists(job.app_dir / "package-lock.json") ||
                         fs::exists(job.app_dir / "npm-shrinkwrap.json");
-  sandbox::ProcessSpec spec;
-  spec.executable = settings_.toolchain.node.string();
   // `npm ci` installs exactly the lockfile; without one `npm install` resolves the ranges.
   // --ignore-scripts: install scripts of the app's dependencies never run on this host.
-  spec.args = {settings_.toolchain.npm_cli.string(), has_lock ? "ci" : "install",
-               "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=warn"};
-  if (settings_.npm_offline) spec.args.push_back("--offline");
-  spec.env = baseChildEnvironment(settings_, job.job_dir);
-  spec.working_dir = job.app_dir.string();
-  spec.limits.wallTime(settings_.install_timeout).outputBytes(settings_.max_log_bytes).fileSizeBytes(1ull << 30);
-
-  CapturedOutput output(settings_.max_log_bytes);
-  auto run = sandbox::runProcess(spec, [&](std::string_view chunk) { output.append(chunk); }, &cancel);
-  const std::string log = redactor.redact(output.text);
-  writeLog(job.job_dir / "install.log", log, output.truncated);
+  const std::string npm_command = has_lock ? "ci" : "install";
+  std::vector<std::string> args = {settings_.toolchain.npm_cli.string(), npm_command, "--ignore-scripts",
+                                   "--no-audit", "--no-fund", "--loglevel=warn"};
+  if (settings_.npm_offline) args.push_back("--offline");
+  auto [run, log] = runToolchainCommand(settings_, job, std::move(args), {}, settings_.install_timeout,
+                                        "install.log", redactor, cancel);
   report.timings_ms["install"] = millisSince(started);
 
   if (auto error = errorForRunFailure(run, "install", settings_.install_timeout)) return {error};
   if (run.status != sandbox::Status::kOk) {
-    return {DeployError{"install_failed", "npm " + spec.args[1] + " exited " +
+    return {DeployError{"install_failed", "npm " + npm_command + " exited " +
                                               std::to_string(run.exit_code) + ": " + lastLines(log, 6)}};
   }
 
@@ -256,29 +277,21 @@ DeployPipeline::PhaseResult DeployPipeline::push(const DeployJob& job, DeployRep
   store_.put(report);
   const auto started = Clock::now();
 
-  sandbox::ProcessSpec spec;
-  spec.executable = settings_.toolchain.node.string();
-  spec.args = {settings_.toolchain.convex_cli.string()};
+  std::vector<std::string> args = {settings_.toolchain.convex_cli.string()};
   if (job.target == Target::kProd) {
-    spec.args.insert(spec.args.end(), {"deploy", "--message", "deploy-agent " + job.id});
+    args.insert(args.end(), {"deploy", "--message", "deploy-agent " + job.id});
   } else {
-    spec.args.insert(spec.args.end(), {"dev", "--once", "--tail-logs", "disable"});
+    args.insert(args.end(), {"dev", "--once", "--tail-logs", "disable"});
   }
-  spec.args.insert(spec.args.end(), {"--typecheck", job.typecheck});
-  spec.env = baseChildEnvironment(settings_, job.job_dir);
-  spec.env["CONVEX_DEPLOY_KEY"] = key;
+  args.insert(args.end(), {"--typecheck", job.typecheck});
+  std::map<std::string, std::string> env = {{"CONVEX_DEPLOY_KEY", key}};
   if (settings_.convex_url != kDefaultConvexUrl) {
     // One origin serves the Management API and the CLI's provisioning and version calls.
-    spec.env["CONVEX_PROVISION_HOST"] = settings_.convex_url;
-    spec.env["CONVEX_VERSION_API_ORIGIN"] = settings_.convex_url;
+    env["CONVEX_PROVISION_HOST"] = settings_.convex_url;
+    env["CONVEX_VERSION_API_ORIGIN"] = settings_.convex_url;
   }
-  spec.working_dir = job.app_dir.string();
-  spec.limits.wallTime(settings_.cli_timeout).outputBytes(settings_.max_log_bytes).fileSizeBytes(1ull << 30);
-
-  CapturedOutput output(settings_.max_log_bytes);
-  auto run = sandbox::runProcess(spec, [&](std::string_view chunk) { output.append(chunk); }, &cancel);
-  const std::string log = redactor.redact(output.text);
-  writeLog(job.job_dir / "cli.log", log, output.truncated);
+  auto [run, log] = runToolchainCommand(settings_, job, std::move(args), std::move(env), settings_.cli_timeout,
+                                        "cli.log", redactor, cancel);
   report.timings_ms["push"] = millisSince(started);
 
   if (auto error = errorForRunFailure(run, "cli", settings_.cli_timeout)) return {error};

@@ -1,0 +1,30 @@
+#include <gtest/gtest.h>
+
+#include "jobs/deploy_pipeline.h"
+
+TEST(ChildEnvironment, IsBuiltFromNothingAndHoldsNoAgentSecrets) {
+  da::Settings settings;
+  settings.api_token = "agent-api-token-0123456789";
+  settings.team_token = "team-token-abcdefghijkl";
+  settings.toolchain.node = "/opt/toolchain/bin/node";
+  settings.npm_cache = "/var/cache/npm";
+  settings.env_passthrough = {{"HTTPS_PROXY", "http://proxy.internal:3128"},
+                              {"NODE_EXTRA_CA_CERTS", "/etc/ssl/extra.pem"}};
+  setenv("SOMETHING_FROM_THE_AGENT", "must-not-leak", 1);
+
+  auto env = da::baseChildEnvironment(settings, "/state/jobs/dep_x");
+
+  EXPECT_EQ(env.at("PATH").rfind("/opt/toolchain/bin:", 0), 0u);
+  EXPECT_EQ(env.at("HOME"), "/state/jobs/dep_x/home");
+  EXPECT_EQ(env.at("TMPDIR"), "/state/jobs/dep_x/tmp");
+  EXPECT_EQ(env.at("CI"), "1");
+  EXPECT_EQ(env.at("npm_config_cache"), "/var/cache/npm");
+  EXPECT_EQ(env.at("HTTPS_PROXY"), "http://proxy.internal:3128");
+  EXPECT_EQ(env.at("NODE_EXTRA_CA_CERTS"), "/etc/ssl/extra.pem");
+  EXPECT_FALSE(env.count("SOMETHING_FROM_THE_AGENT"));
+  EXPECT_FALSE(env.count("CONVEX_DEPLOY_KEY"));  // only the CLI run adds it
+  for (const auto& [name, value] : env) {
+    EXPECT_EQ(value.find(settings.api_token), std::string::npos) << name;
+    EXPECT_EQ(value.find(settings.team_token), std::string::npos) << name;
+  }
+}
