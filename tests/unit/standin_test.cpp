@@ -66,17 +66,10 @@ class StandinTest : public ::testing::Test {
     server_->start();
   }
 
-  void TearDown() override {
-    auto t0 = std::chrono::steady_clock::now();
-    server_->stop();
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
-    if (ms > 1000) fprintf(stderr, "SLOW STOP %ld ms\n", (long)ms);
-  }
+  void TearDown() override { server_->stop(); }
 
   HttpResult call(const std::string& method, const std::string& path, const std::string& body = "",
                   const Headers& headers = {}) {
-    auto t0 = std::chrono::steady_clock::now();
-    struct Timer { std::chrono::steady_clock::time_point t0; std::string what; ~Timer() { auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count(); if (ms > 1000) fprintf(stderr, "SLOW CALL %s %ld ms\n", what.c_str(), (long)ms); } } timer{t0, method + " " + path};
     Poco::Net::HTTPClientSession session("127.0.0.1", server_->port());
     session.setTimeout(Poco::Timespan(10, 0));
     Poco::Net::HTTPRequest request(method, path, Poco::Net::HTTPMessage::HTTP_1_1);

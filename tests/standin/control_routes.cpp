@@ -1,0 +1,140 @@
+// The control API under /_standin/: how tests inspect what the stand-in saw and make it
+// misbehave. Unauthenticated (the stand-in is loopback-only), never fault-injected, never
+// logged in /_standin/requests. Bodies are strict: an unknown field is a typo worth a 400.
+#include <Poco/String.h>
+
+#include "standin/json_fields.h"
+#include "standin/router.h"
+
+namespace standin {
+namespace {
+
+using nlohmann::json;
+
+class ControlHandler : public RouteHandler {
+ public:
+  using RouteHandler::RouteHandler;
+
+ protected:
+  bool isControlRoute() const override { return true; }
+};
+
+// GET /_standin/pushes
+class PushesHandler final : public ControlHandler {
+ public:
+  using ControlHandler::ControlHandler;
+
+ protected:
+  Reply handle(Exchange&) override { return {200, state().pushesJson()}; }
+};
+
+// GET /_standin/requests
+class RequestsHandler final : public ControlHandler {
+ public:
+  using ControlHandler::ControlHandler;
+
+ protected:
+  Reply handle(Exchange&) override { return {200, state().requestsJson()}; }
+};
+
+// GET /_standin/faults: the faults still armed.
+class ListFaultsHandler final : public ControlHandler {
+ public:
+  using ControlHandler::ControlHandler;
+
+ protected:
+  Reply handle(Exchange&) override { return {200, state().faultsJson()}; }
+};
+
+Fault parseFault(const json& body) {
+  rejectUnknownFields(body, {"method", "path", "status", "code", "message", "delay_ms",
+                             "drop_connection", "times"});
+  Fault fault;
+  fault.method = optionalString(body, "method");
+  if (fault.method) fault.method = Poco::toUpper(*fault.method);
+  fault.path = requireString(body, "path");
+  if (fault.path.empty() || fault.path.front() != '/') {
+    throw badRequest("`path` must be a request path starting with /, without the query");
+  }
+  if (const auto status = optionalInteger(body, "status")) {
+    if (*status < 100 || *status > 599) throw badRequest("`status` must be an HTTP status");
+    fault.status = static_cast<int>(*status);
+  }
+  fault.code = optionalString(body, "code").value_or("");
+  fault.message = optionalString(body, "message").value_or("");
+  const int64_t delay_ms = optionalInteger(body, "delay_ms").value_or(0);
+  if (delay_ms < 0 || delay_ms > 10 * 60 * 1000) {
+    throw badRequest("`delay_ms` must be between 0 and 600000");
+  }
+  fault.delay_ms = static_cast<int>(delay_ms);
+  fault.drop_connection = optionalBool(body, "drop_connection", false);
+  const int64_t times = optionalInteger(body, "times").value_or(1);
+  if (times != -1 && (times < 1 || times > 1'000'000)) {
+    throw badRequest("`times` must be a positive count, or -1 for forever");
+  }
+  fault.times = static_cast<int>(times);
+  if (!fault.status && !fault.drop_connection && fault.delay_ms == 0) {
+    throw badRequest("The fault does nothing: give `status`, `drop_connection` or `delay_ms`");
+  }
+  return fault;
+}
+
+// POST /_standin/faults {"method"?, "path", "status"?, "code"?, "message"?, "delay_ms"?,
+// "drop_connection"?, "times"?}. A fault without status or drop only delays the real answer.
+class AddFaultHandler final : public ControlHandler {
+ public:
+  using ControlHandler::ControlHandler;
+
+ protected:
+  Reply handle(Exchange& exchange) override {
+    state().addFault(parseFault(exchange.jsonBody()));
+    return {200, {{"faults", state().faultsJson()}}};
+  }
+};
+
+// POST /_standin/reset
+class ResetHandler final : public ControlHandler {
+ public:
+  using ControlHandler::ControlHandler;
+
+ protected:
+  Reply handle(Exchange&) override {
+    state().reset();
+    return {200, json::object()};
+  }
+};
+
+// POST /_standin/deploy_keys {"deployment", "name"?} -> {"deployKey"}: a key without a team
+// token, for tests that start from a deploy key.
+class MintDeployKeyHandler final : public ControlHandler {
+ public:
+  using ControlHandler::ControlHandler;
+
+ protected:
+  Reply handle(Exchange& exchange) override {
+    const json body = exchange.jsonBody();
+    rejectUnknownFields(body, {"deployment", "name"});
+    const std::string deployment = requireString(body, "deployment");
+    DeployKeyGrant grant;
+    grant.name = optionalString(body, "name").value_or("standin-control");
+    const auto key = state().mintDeployKey(deployment, std::move(grant));
+    if (!key) {
+      throw ApiError(404, "DeploymentNotFound",
+                     "The requested deployment " + deployment + " does not exist");
+    }
+    return {200, {{"deployKey", *key}}};
+  }
+};
+
+}  // namespace
+
+void addControlRoutes(RouteTable& table) {
+  table.add<PushesHandler>("GET", "/_standin/pushes");
+  table.add<RequestsHandler>("GET", "/_standin/requests");
+  table.add<ListFaultsHandler>("GET", "/_standin/faults");
+  table.add<AddFaultHandler>("POST", "/_standin/faults");
+  table.add<ResetHandler>("POST", "/_standin/reset");
+  table.add<MintDeployKeyHandler>("POST", "/_standin/deploy_keys");
+}
+
+}  // namespace standin

@@ -1,0 +1,224 @@
+#include "standin/route_handler.h"
+
+#include <chrono>
+#include <sstream>
+
+#include <Poco/Exception.h>
+#include <Poco/Logger.h>
+#include <Poco/Net/HTTPServerRequestImpl.h>
+#include <Poco/Net/StreamSocket.h>
+#include <Poco/String.h>
+#include <Poco/URI.h>
+
+#include "standin/brotli_decode.h"
+#include "standin/json_fields.h"
+
+namespace standin {
+namespace {
+
+Poco::Logger& requestLogger() { return Poco::Logger::get("convex-standin"); }
+
+std::string defaultCodeForStatus(int status) {
+  switch (status) {
+    case 400: return "BadRequest";
+    case 401: return "Unauthenticated";
+    case 403: return "Forbidden";
+    case 404: return "NotFound";
+    case 409: return "Conflict";
+    case 429: return "RateLimited";
+    case 503: return "Overloaded";
+    default: return status >= 500 ? "InternalServerError" : "InjectedFault";
+  }
+}
+
+// Reads the whole body even when the route ignores it, so the connection stays usable.
+std::string readRawBody(Poco::Net::HTTPServerRequest& request) {
+  if (request.hasContentLength() &&
+      request.getContentLength64() > static_cast<Poco::Int64>(kMaxBodyBytes)) {
+    throw ApiError(413, "PayloadTooLarge",
+                   "The request body exceeds " + std::to_string(kMaxBodyBytes) + " bytes");
+  }
+  std::string body;
+  std::istream& in = request.stream();
+  char chunk[64 * 1024];
+  while (in.read(chunk, sizeof chunk) || in.gcount() > 0) {
+    body.append(chunk, static_cast<std::size_t>(in.gcount()));
+    if (body.size() > kMaxBodyBytes) {
+      throw ApiError(413, "PayloadTooLarge",
+                     "The request body exceeds " + std::to_string(kMaxBodyBytes) + " bytes");
+    }
+  }
+  return body;
+}
+
+std::string decodeBody(const Poco::Net::HTTPServerRequest& request, std::string raw) {
+  const std::string encoding = Poco::toLower(Poco::trim(request.get("Content-Encoding", "")));
+  if (encoding.empty() || encoding == "identity") return raw;
+  if (encoding != "br") {
+    throw ApiError(415, "UnsupportedContentEncoding",
+                   "Unsupported Content-Encoding `" + encoding + "`; only br is accepted");
+  }
+  try {
+    return decodeBrotli(raw, kMaxBodyBytes);
+  } catch (const DecodedBodyTooLarge& e) {
+    throw ApiError(413, "PayloadTooLarge", std::string("The decompressed body is too large: ") +
+                                               e.what());
+  } catch (const InvalidBrotliStream& e) {
+    throw badRequest(std::string("Could not decompress the br body: ") + e.what());
+  }
+}
+
+// Ends the connection with a TCP reset and no response, as a crashed or cut-off server would.
+void dropConnection(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response) {
+  response.setKeepAlive(false);
+  auto* impl = dynamic_cast<Poco::Net::HTTPServerRequestImpl*>(&request);
+  if (!impl) return;
+  Poco::Net::StreamSocket& socket = impl->socket();
+  socket.setLinger(true, 0);
+  socket.close();
+}
+
+void sendReply(Poco::Net::HTTPServerResponse& response, const Reply& reply) {
+  const std::string body = reply.body.dump();
+  response.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(reply.status));
+  response.setContentType("application/json");
+  response.setContentLength(static_cast<std::streamsize>(body.size()));
+  response.sendBuffer(body.data(), body.size());
+}
+
+std::string authorizationCredentials(const Poco::Net::HTTPServerRequest& request,
+                                     const std::string& scheme) {
+  const std::string header = Poco::trim(request.get("Authorization", ""));
+  if (header.size() <= scheme.size() ||
+      Poco::icompare(header.substr(0, scheme.size()), scheme) != 0 ||
+      header[scheme.size()] != ' ') {
+    return {};
+  }
+  return Poco::trim(header.substr(scheme.size() + 1));
+}
+
+}  // namespace
+
+nlohmann::json Exchange::jsonBody() const { return parseJsonObject(body); }
+
+void RouteHandler::handleRequest(Poco::Net::HTTPServerRequest& request,
+                                 Poco::Net::HTTPServerResponse& response) {
+  const auto started = std::chrono::steady_clock::now();
+  Exchange exchange{.request = request, .method = request.getMethod(), .params = params_};
+
+  const std::optional<Reply> reply = respond(exchange, response);
+  if (reply) {
+    try {
+      sendReply(response, *reply);
+    } catch (const std::exception& error) {
+      requestLogger().warning("could not send the response to " + exchange.path + ": " +
+                              error.what());
+    }
+  }
+
+  const int status = reply ? reply->status : 0;
+  if (!isControlRoute()) {
+    state_.recordRequest(
+        {exchange.method, exchange.path, exchange.deployment, status, exchange.log_details});
+  }
+  const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - started);
+  std::ostringstream line;
+  line << exchange.method << ' ' << exchange.path << " -> "
+       << (reply ? std::to_string(status) : std::string("dropped"));
+  if (exchange.deployment) line << " [" << *exchange.deployment << ']';
+  line << ' ' << elapsed.count() << "ms";
+  requestLogger().information(line.str());
+}
+
+std::optional<Reply> RouteHandler::respond(Exchange& exchange,
+                                           Poco::Net::HTTPServerResponse& response) {
+  try {
+    try {
+      exchange.path = Poco::URI(exchange.request.getURI()).getPath();
+    } catch (const Poco::SyntaxException&) {
+      throw badRequest("The request target is not a valid URI");
+    }
+    std::string raw_body = readRawBody(exchange.request);
+    nameDeploymentFromCredentials(exchange);
+
+    if (auto fault = isControlRoute() ? std::nullopt
+                                      : state_.takeFault(exchange.method, exchange.path)) {
+      exchange.log_details["fault"] = true;
+      if (fault->delay_ms > 0) state_.pause(std::chrono::milliseconds(fault->delay_ms));
+      if (fault->drop_connection) {
+        dropConnection(exchange.request, response);
+        return std::nullopt;
+      }
+      if (fault->status) {
+        const int status = *fault->status;
+        return Reply{status,
+                     {{"code", fault->code.empty() ? defaultCodeForStatus(status) : fault->code},
+                      {"message", fault->message.empty() ? "Injected by the Convex stand-in"
+                                                         : fault->message}}};
+      }
+    }
+    exchange.body = decodeBody(exchange.request, std::move(raw_body));
+    return handle(exchange);
+  } catch (const ApiError& error) {
+    // After a 413 the body may be partly unread, so the connection cannot carry another request.
+    if (error.status() == 413) response.setKeepAlive(false);
+    return Reply{error.status(), error.body()};
+  } catch (const std::exception& error) {
+    return Reply{500, {{"code", "InternalServerError"}, {"message", error.what()}}};
+  }
+}
+
+// Lets the log name the deployment even when a fault answers before the route authenticates.
+void RouteHandler::nameDeploymentFromCredentials(Exchange& exchange) const {
+  for (const char* scheme : {"Convex", "Bearer"}) {
+    const std::string key = authorizationCredentials(exchange.request, scheme);
+    if (const auto deployment = key.empty() ? std::nullopt : state_.deploymentForKey(key)) {
+      exchange.deployment = deployment->name;
+    }
+  }
+}
+
+std::size_t RouteHandler::requireTeamToken(const Exchange& exchange) const {
+  const std::string token = authorizationCredentials(exchange.request, "Bearer");
+  if (token.empty()) {
+    throw ApiError(401, "Unauthenticated",
+                   "Missing access token: send `Authorization: Bearer <team access token>`");
+  }
+  const auto index = state_.teamTokenIndex(token);
+  if (!index) throw ApiError(401, "Unauthenticated", "The provided access token is not valid");
+  return *index;
+}
+
+HostedDeployment RouteHandler::requireAdminKey(Exchange& exchange,
+                                               const nlohmann::json* body) const {
+  const ApiError bad_key(401, "BadAdminKey", "The provided admin key was invalid for this instance");
+  std::string key = authorizationCredentials(exchange.request, "Convex");
+  std::optional<std::string> body_key;
+  if (body) body_key = optionalString(*body, "adminKey");
+  if (key.empty() && body_key) key = *body_key;
+  if (key.empty()) {
+    throw ApiError(401, "Unauthenticated",
+                   "Missing admin key: send `Authorization: Convex <admin or deploy key>`");
+  }
+
+  const auto deployment = state_.deploymentForKey(key);
+  if (!deployment) throw bad_key;
+  // The CLI repeats the key in the body; a body key for another deployment is a client bug.
+  if (body_key && *body_key != key) {
+    const auto body_deployment = state_.deploymentForKey(*body_key);
+    if (!body_deployment || body_deployment->name != deployment->name) throw bad_key;
+  }
+  exchange.deployment = deployment->name;
+  return *deployment;
+}
+
+Reply UnmatchedRouteHandler::handle(Exchange& exchange) {
+  if (path_exists_) {
+    throw ApiError(405, "MethodNotAllowed",
+                   "Method " + exchange.method + " is not allowed on " + exchange.path);
+  }
+  throw ApiError(404, "NotFound", "No route for " + exchange.method + " " + exchange.path);
+}
+
+}  // namespace standin
