@@ -18,6 +18,9 @@ void ApiServer::start() {
   params->setMaxQueued(128);
   params->setTimeout(Poco::Timespan(60, 0));  // a slow upload gets a minute between reads
   params->setKeepAlive(true);
+  // Poco's stop can miss waking an idle worker, which then sleeps out its idle time (10 s
+  // by default) before shutdown completes; a short idle time bounds that.
+  params->setThreadIdleTime(Poco::Timespan(0, 200000));
   server_ = std::make_unique<Poco::Net::HTTPServer>(new RouteFactory(context_), socket, params);
   server_->start();
 }
