@@ -84,6 +84,10 @@ for _ in $(seq 1 20); do
 done
 echo "run: CLI output (GET /v1/deploys/$ID/log):"
 curl -sS "$AGENT_URL/v1/deploys/$ID/log" -H "Authorization: Bearer $AGENT_TOKEN" | sed 's/^/    /'
+if [ -n "${STANDIN_URL:-}" ]; then
+  echo "run: what the stand-in received (GET $STANDIN_URL/_standin/pushes):"
+  curl -sS "$STANDIN_URL/_standin/pushes" | sed 's/^/    /'; echo
+fi
 echo "run: final report (GET /v1/deploys/$ID):"
 echo "$REPORT"
 case "$REPORT" in *'"status": "succeeded"'*) exit 0 ;; *) exit 1 ;; esac

@@ -4,4 +4,4 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
 cd "$ROOT/build"
-ctest --output-on-failure --timeout 1500 "$@"
+ctest --output-on-failure -j"$(nproc)" "$@"

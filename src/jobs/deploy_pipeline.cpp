@@ -151,7 +151,7 @@ void DeployPipeline::run(const DeployJob& job, const std::atomic<bool>& cancel) 
     report.status = error ? DeployStatus::kFailed : DeployStatus::kSucceeded;
     if (error) error->message = redactor.redact(error->message);
     report.error = error;
-    report.phase = "done";
+    if (!error) report.phase = "done";  // a failed report keeps the phase that failed
     report.finished_at_ms = nowUnixMillis();
     report.timings_ms["total"] = report.finished_at_ms - report.created_at_ms;
     report.timings_ms["run"] = millisSince(started);

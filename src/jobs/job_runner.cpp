@@ -26,7 +26,6 @@ void JobRunner::stop() {
   for (const auto& job : queue_) {
     if (auto report = store_.get(job.id)) {
       report->status = DeployStatus::kFailed;
-      report->phase = "done";
       report->error = DeployError{"agent_stopped", "the agent stopped before this deploy started"};
       report->finished_at_ms = nowUnixMillis();
       store_.put(*report);

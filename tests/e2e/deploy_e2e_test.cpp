@@ -169,6 +169,7 @@ TEST_F(DeployE2E, ProdDeployWithMintedKeyPushesExactlyTheAppsModules) {
   Json report = waitForReport(id);
   ASSERT_EQ(report["status"], "succeeded") << report.dump(2) << deployLog(id);
   EXPECT_EQ(report["target"], "prod");
+  EXPECT_EQ(report["phase"], "done");
   EXPECT_EQ(report["exit_code"], 0);
   EXPECT_EQ(report["key_source"], "management_api");
   EXPECT_EQ(report["deployment"]["name"], kProdDeployment);
@@ -223,6 +224,7 @@ TEST_F(DeployE2E, SyntaxErrorFailsWithTheCliErrorAndNoPush) {
   Json report = waitForReport(id);
   ASSERT_EQ(report["status"], "failed");
   EXPECT_EQ(report["error"]["reason"], "bundle_error") << report.dump(2);
+  EXPECT_EQ(report["phase"], "push");
   EXPECT_NE(report["error"]["message"].get<std::string>().find("convex/broken.ts"), std::string::npos)
       << report.dump(2);
   EXPECT_EQ(report["exit_code"], 1);

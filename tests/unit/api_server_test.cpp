@@ -120,6 +120,7 @@ TEST_F(ApiServerTest, AcceptedJobIsReportedAndItsFailureIsHonest) {
   Json report = Json::parse(done.body);
   EXPECT_EQ(report["status"], "failed");
   EXPECT_EQ(report["error"]["reason"], "sandbox_setup_failed");
+  EXPECT_EQ(report["phase"], "install");
   EXPECT_NE(report["error"]["message"].get<std::string>().find("/nonexistent/node"), std::string::npos);
   EXPECT_EQ(report["bundle"]["format"], "tar.gz");
   EXPECT_EQ(report["bundle"]["entries"], 2);  // package.json, convex/messages.ts
