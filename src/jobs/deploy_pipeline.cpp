@@ -27,25 +27,48 @@ int64_t millisSince(Clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
 }
 
-// Captures a child's output up to a bound; what is stored is redacted as a whole, so a
-// secret split across two reads is still caught.
-struct CapturedOutput {
-  explicit CapturedOutput(uint64_t limit) : limit(limit) {}
+// Captures a child's output up to a bound and mirrors it, a complete line at a time and
+// redacted, to the job's log file so GET /log shows a run in progress. Keys never contain a
+// newline, so redacting whole lines cannot miss one split across two reads.
+class CapturedOutput {
+ public:
+  CapturedOutput(uint64_t limit, const fs::path& live_path, const Redactor& redactor)
+      : limit_(limit), live_(live_path, std::ios::trunc | std::ios::binary), redactor_(redactor) {}
+
   void append(std::string_view chunk) {
-    if (text.size() >= limit) { truncated = true; return; }
-    size_t room = limit - text.size();
-    if (chunk.size() > room) truncated = true;
-    text.append(chunk.substr(0, room));
+    if (text_.size() >= limit_) { truncated_ = true; return; }
+    size_t room = limit_ - text_.size();
+    if (chunk.size() > room) truncated_ = true;
+    text_.append(chunk.substr(0, room));
+    size_t last_newline = text_.rfind('\n');
+    if (last_newline != std::string::npos && last_newline + 1 > mirrored_) {
+      live_ << redactor_.redact(std::string_view(text_).substr(mirrored_, last_newline + 1 - mirrored_));
+      live_.flush();
+      mirrored_ = last_newline + 1;
+    }
   }
-  uint64_t limit;
-  std::string text;
-  bool truncated = false;
+
+  const std::string& text() const { return text_; }
+  bool truncated() const { return truncated_; }
+
+ private:
+  uint64_t limit_;
+  std::ofstream live_;
+  const Redactor& redactor_;
+  std::string text_;
+  size_t mirrored_ = 0;
+  bool truncated_ = false;
 };
 
+// The finished log replaces the live one in one rename, so a reader never sees it half written.
 void writeLog(const fs::path& path, const std::string& redacted_text, bool truncated) {
-  std::ofstream out(path, std::ios::trunc | std::ios::binary);
-  out << redacted_text;
-  if (truncated) out << "\n[deploy-agent: output truncated at the configured limit]\n";
+  const fs::path temp = path.string() + ".tmp";
+  {
+    std::ofstream out(temp, std::ios::trunc | std::ios::binary);
+    out << redacted_text;
+    if (truncated) out << "\n[deploy-agent: output truncated at the configured limit]\n";
+  }
+  fs::rename(temp, path);
 }
 
 // Runs a toolchain command (npm or the CLI) in the app folder with this job's environment
@@ -68,11 +91,11 @@ CapturedRun runToolchainCommand(const Settings& settings, const DeployJob& job,
   spec.working_dir = job.app_dir.string();
   spec.limits.wallTime(timeout).outputBytes(settings.max_log_bytes).fileSizeBytes(1ull << 30);
 
-  CapturedOutput output(settings.max_log_bytes);
+  CapturedOutput output(settings.max_log_bytes, job.job_dir / log_name, redactor);
   CapturedRun result;
   result.run = sandbox::runProcess(spec, [&](std::string_view chunk) { output.append(chunk); }, &cancel);
-  result.log = redactor.redact(output.text);
-  writeLog(job.job_dir / log_name, result.log, output.truncated);
+  result.log = redactor.redact(output.text());
+  writeLog(job.job_dir / log_name, result.log, output.truncated());
   return result;
 }
 

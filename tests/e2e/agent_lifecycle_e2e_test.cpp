@@ -123,6 +123,20 @@ TEST_F(AgentLifecycle, DevOnceRetryingForeverIsKilledAtTheCliTimeout) {
   auto accepted = post("target=dev", exampleBundle(), mintKey("brave-fox-456"));
   ASSERT_EQ(accepted.status, 202) << accepted.body;
   const std::string id = Json::parse(accepted.body)["id"];
+
+  // While the CLI is still retrying, GET /log already shows what it printed so far. The
+  // report's own long poll (wait=1) paces the loop; it returns early once the deploy ends.
+  bool saw_live_retry = false;
+  for (int i = 0; i < 40 && !saw_live_retry; ++i) {
+    Json now = report(id, 1);
+    if (now["status"] != "running") continue;
+    auto log = httpRequest("GET", agent_->baseUrl() + "/v1/deploys/" + id + "/log",
+                           {{"Authorization", "Bearer " + kAgentToken}});
+    saw_live_retry = log.status == 200 && log.body.find("retrying") != std::string::npos &&
+                     report(id, 0)["status"] == "running";
+  }
+  EXPECT_TRUE(saw_live_retry) << "the push log was not readable while the CLI ran";
+
   Json done = report(id, 60);
   EXPECT_EQ(done["status"], "failed") << done.dump(2);
   EXPECT_EQ(done["error"]["reason"], "cli_timeout") << done.dump(2);
