@@ -213,6 +213,27 @@ TEST_F(DeployE2E, DevDeployWithCallerKeySucceedsAndNeverEchoesTheKey) {
   EXPECT_EQ(stored_text.find(secret), std::string::npos);
 }
 
+TEST_F(DeployE2E, InstallScriptsOfTheBundleNeverRun) {
+  // npm runs a project's own install lifecycle scripts unless told not to.
+  const fs::path marker = state_dir_ / "postinstall-ran";
+  Json package;
+  {
+    std::ifstream in(exampleApp() / "package.json");
+    package = Json::parse(in);
+  }
+  package["scripts"] = {{"preinstall", "node -e \"require('fs').writeFileSync('" + marker.string() + "','pre')\""},
+                        {"postinstall", "node -e \"require('fs').writeFileSync('" + marker.string() + "','post')\""}};
+  auto bundle = ArchiveBuilder::fromDirectory(exampleApp())
+                    .replaceFile("package.json", package.dump(2))
+                    .build(ArchiveBuilder::Format::kTarGz);
+  auto accepted = postDeploy("target=prod&deployment=" + kProdDeployment, bundle);
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  const std::string id = Json::parse(accepted.body)["id"];
+  Json report = waitForReport(id);
+  EXPECT_EQ(report["status"], "succeeded") << report.dump(2);
+  EXPECT_FALSE(fs::exists(marker)) << "a bundle's install script ran on the agent's host";
+}
+
 TEST_F(DeployE2E, SyntaxErrorFailsWithTheCliErrorAndNoPush) {
   auto bundle = ArchiveBuilder::fromDirectory(exampleApp())
                     .addFile("convex/broken.ts", "export const oops = ;\n")

@@ -108,6 +108,16 @@ ArchiveBuilder& ArchiveBuilder::addFile(std::string path, std::string content, u
   return addRaw(RawEntry{std::move(path), EntryType::kFile, mode, std::move(content), {}, {}});
 }
 
+ArchiveBuilder& ArchiveBuilder::replaceFile(const std::string& path, std::string content) {
+  for (auto& entry : entries_) {
+    if (entry.path == path && entry.type == EntryType::kFile) {
+      entry.content = std::move(content);
+      return *this;
+    }
+  }
+  return addFile(path, std::move(content));
+}
+
 ArchiveBuilder& ArchiveBuilder::addDir(std::string path, unsigned mode) {
   return addRaw(RawEntry{std::move(path), EntryType::kDirectory, mode, {}, {}, {}});
 }
