@@ -27,7 +27,11 @@ size_t JobStore::recover() {
       spdlog::warn("skipping unreadable report {}: {}", report_path.string(), e.what());
       continue;
     }
+    std::error_code ignored;
+    fs::remove_all(entry.path() / kTrashDirName, ignored);
     if (!isTerminal(report.status)) {
+      fs::remove_all(entry.path() / "work", ignored);
+      fs::remove(entry.path() / "bundle.upload", ignored);
       // The deploy key lived only in memory, so the job cannot be resumed; say so plainly.
       report.status = DeployStatus::kFailed;
       report.error = DeployError{"agent_restarted",

@@ -16,11 +16,15 @@
 
 namespace da {
 
+// A finished job's work folder is renamed to this before it is deleted.
+inline constexpr const char* kTrashDirName = ".trash";
+
 class JobStore {
  public:
   explicit JobStore(std::filesystem::path jobs_dir);
 
-  // Reads every report.json; marks interrupted jobs failed. Returns how many were interrupted.
+  // Reads every report.json; marks interrupted jobs failed and deletes work folders a stop
+  // left behind. Returns how many jobs were interrupted.
   size_t recover();
 
   std::filesystem::path jobDir(const std::string& id) const { return jobs_dir_ / id; }

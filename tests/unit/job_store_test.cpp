@@ -54,6 +54,9 @@ TEST(JobStore, RecoveryFailsInterruptedJobsAndKeepsFinishedOnes) {
     store.put(running);
     store.put(done);
   }
+  // What a crash leaves: the interrupted job's unpacked app, a finished job's trash.
+  fs::create_directories(dir / running.id / "work/bundle/node_modules");
+  fs::create_directories(dir / done.id / da::kTrashDirName / "bundle");
   da::JobStore restarted(dir);
   EXPECT_EQ(restarted.recover(), 1u);
   auto recovered = restarted.get(running.id);
@@ -63,6 +66,9 @@ TEST(JobStore, RecoveryFailsInterruptedJobsAndKeepsFinishedOnes) {
   EXPECT_EQ(recovered->error->reason, "agent_restarted");
   EXPECT_EQ(recovered->created_at_ms, running.created_at_ms);
   EXPECT_EQ(restarted.get(done.id)->status, da::DeployStatus::kSucceeded);
+  EXPECT_FALSE(fs::exists(dir / running.id / "work"));
+  EXPECT_FALSE(fs::exists(dir / done.id / da::kTrashDirName));
+  EXPECT_TRUE(fs::exists(dir / running.id / "report.json"));
   fs::remove_all(dir);
 }
 
