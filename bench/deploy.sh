@@ -78,28 +78,13 @@ command -v curl >/dev/null && command -v python3 >/dev/null ||
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/bench-deploy.XXXXXX")"
 PIDS=()
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  stop_servers
   if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "deploy: kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 mkdir -p "$OUT"
 
-# Starts a server whose first stdout line is `listening on URL`; sets SERVER_URL.
-start_server() {
-  local name="$1"; shift
-  mkfifo "$WORK/$name.out"
-  "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
-  PIDS+=($!)
-  exec {fd}<"$WORK/$name.out"
-  local line=""
-  if ! read -r -u "$fd" line || [[ "$line" != "listening on "* ]]; then
-    echo "deploy: $name did not start:" >&2
-    cat "$WORK/$name.log" >&2
-    exit 1
-  fi
-  SERVER_URL="${line#listening on }"
-}
+source "$ROOT/scripts/lib/servers.sh"
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 json_get() {  # json_get EXPR < json ; EXPR is a python expression over `j`

@@ -16,29 +16,12 @@ APP="${DEPLOY_AGENT_APP:-$ROOT/examples/chat-app}"
 TARGET="${DEPLOY_AGENT_TARGET:-prod}"
 WORK="$(mktemp -d)"
 PIDS=()
+source "$ROOT/scripts/lib/servers.sh"
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_servers
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-# Starts a server whose first stdout line is `listening on URL` and sets SERVER_URL. Runs in
-# this shell (not a subshell) so the PID is remembered and the pipe stays open.
-start_server() {
-  local name="$1"; shift
-  mkfifo "$WORK/$name.out"
-  "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
-  PIDS+=($!)
-  exec {fd}<"$WORK/$name.out"
-  local line=""
-  if ! read -r -u "$fd" line || [[ "$line" != "listening on "* ]]; then
-    echo "run: $name did not start:" >&2
-    cat "$WORK/$name.log" >&2
-    exit 1
-  fi
-  SERVER_URL="${line#listening on }"
-}
 
 AGENT_TOKEN="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 AGENT_ARGS=(--listen 127.0.0.1:0 --state-dir "$ROOT/.state")
