@@ -205,7 +205,8 @@ void CreateDeployHandler::handleRequest(HTTPServerRequest& request, HTTPServerRe
   DeployReport report;
   report.id = id;
   report.target = *target;
-  report.deployment_name = deployment;
+  // A caller's key names its deployment; the report says so from the start.
+  report.deployment_name = deployment.empty() ? convex::classifyKey(deploy_key).deployment_name : deployment;
   report.created_at_ms = nowUnixMillis();
   report.cli_version = settings.toolchain.convex_cli_version;
   report.bundle.format = bundle::formatName(format);

@@ -194,13 +194,15 @@ void DeployPipeline::run(const DeployJob& job, const std::atomic<bool>& cancel) 
     fs::create_directories(job.job_dir / "home");
     fs::create_directories(job.job_dir / "tmp");
 
-    auto installed = install(job, report, redactor, cancel);
-    if (!installed.ok()) return finish(installed.error);
-
+    // The key first: one API call that fails fast on a bad token or deployment name,
+    // before npm spends seconds installing (a minted key lives far longer than an install).
     std::string key = job.deploy_key;
     auto keyed = obtainDeployKey(job, report, key);
     if (!keyed.ok()) return finish(keyed.error);
     redactor.addSecret(key);
+
+    auto installed = install(job, report, redactor, cancel);
+    if (!installed.ok()) return finish(installed.error);
 
     auto pushed = push(job, report, key, redactor, cancel);
     finish(pushed.error);

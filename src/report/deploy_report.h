@@ -39,7 +39,7 @@ struct BundleSummary {
 struct DeployReport {
   std::string id;
   DeployStatus status = DeployStatus::kQueued;
-  std::string phase = "queued";   // queued, install, deploy_key, push, done
+  std::string phase = "queued";   // queued, deploy_key, install, push, done
   Target target = Target::kDev;
   std::string deployment_name;
   std::string deployment_url;

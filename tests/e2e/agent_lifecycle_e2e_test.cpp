@@ -35,13 +35,13 @@ class AgentLifecycle : public ::testing::Test {
     fs::remove_all(state_dir_);
   }
 
-  void startAgent(std::vector<std::string> extra_args = {}) {
+  void startAgent(std::vector<std::string> extra_args = {}, std::map<std::string, std::string> extra_env = {}) {
     std::vector<std::string> args{"--listen", "127.0.0.1:0", "--state-dir", (state_dir_ / "state").string(),
                                   "--convex-url", standin_->baseUrl(), "--toolchain", testsupport::toolchainDir(),
                                   "--npm-cache", testsupport::toolchainDir() + "/npm-cache", "--npm-offline"};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
-    agent_ = std::make_unique<ServerProcess>(testsupport::binaryDir() + "/bin/deploy-agent", args,
-                                             std::map<std::string, std::string>{{"DEPLOY_AGENT_TOKEN", kAgentToken}});
+    extra_env.emplace("DEPLOY_AGENT_TOKEN", kAgentToken);
+    agent_ = std::make_unique<ServerProcess>(testsupport::binaryDir() + "/bin/deploy-agent", args, extra_env);
   }
 
   std::string mintKey(const std::string& deployment) {
@@ -110,6 +110,35 @@ TEST_F(AgentLifecycle, AcceptedDeployInterruptedByACrashIsReportedAfterRestart) 
   EXPECT_EQ(after["status"], "failed") << after.dump(2);
   EXPECT_EQ(after["error"]["reason"], "agent_restarted");
   EXPECT_EQ(after["target"], "prod");
+}
+
+TEST_F(AgentLifecycle, StopCancelsRunningDeploysAndReportsThem) {
+  startAgent();
+  auto accepted = post("target=prod", exampleBundle(), mintKey("happy-otter-123"));
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  const std::string id = Json::parse(accepted.body)["id"];
+  EXPECT_EQ(agent_->stop(), 0);  // SIGTERM: a clean stop, npm's process group killed
+  startAgent();
+  Json after = report(id, 0);
+  EXPECT_EQ(after["status"], "failed") << after.dump(2);
+  EXPECT_EQ(after["error"]["reason"], "agent_stopped") << after.dump(2);
+  EXPECT_FALSE(fs::exists(state_dir_ / "state/jobs" / id / "work"));
+}
+
+TEST_F(AgentLifecycle, RejectedTeamTokenFailsFastWithoutInstallingOrEchoingIt) {
+  const std::string wrong_token = "not-the-stand-ins-team-token-42";
+  startAgent({}, {{"CONVEX_TEAM_TOKEN", wrong_token}});
+  auto accepted = httpRequest("POST", agent_->baseUrl() + "/v1/deploys?target=prod&deployment=happy-otter-123",
+                              {{"Authorization", "Bearer " + kAgentToken}, {"Content-Type", "application/gzip"}},
+                              exampleBundle());
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  Json done = report(Json::parse(accepted.body)["id"], 60);
+  EXPECT_EQ(done["status"], "failed") << done.dump(2);
+  EXPECT_EQ(done["phase"], "deploy_key");
+  EXPECT_EQ(done["error"]["reason"], "deploy_key_unavailable");
+  EXPECT_NE(done["error"]["message"].get<std::string>().find("HTTP 401"), std::string::npos) << done.dump(2);
+  EXPECT_FALSE(done["timings_ms"].contains("install"));
+  EXPECT_EQ(done.dump().find(wrong_token), std::string::npos);
 }
 
 TEST_F(AgentLifecycle, DevOnceRetryingForeverIsKilledAtTheCliTimeout) {

@@ -112,7 +112,9 @@ TEST_F(ApiServerTest, WithoutTeamTokenACallerMustSendAKey) {
 }
 
 TEST_F(ApiServerTest, AcceptedJobIsReportedAndItsFailureIsHonest) {
-  auto accepted = call("POST", "/v1/deploys?target=prod&deployment=a-b-1", appBundle());
+  // The caller's key: no Management API call, so nothing leaves this machine.
+  auto accepted = call("POST", "/v1/deploys?target=prod", appBundle(),
+                       {{"Convex-Deploy-Key", "prod:a-b-1|caller-secret-0123456789"}});
   ASSERT_EQ(accepted.status, 202) << accepted.body;
   const std::string id = Json::parse(accepted.body)["id"];
   auto done = call("GET", "/v1/deploys/" + id + "?wait=30");
@@ -123,6 +125,9 @@ TEST_F(ApiServerTest, AcceptedJobIsReportedAndItsFailureIsHonest) {
   EXPECT_EQ(report["phase"], "install");
   EXPECT_NE(report["error"]["message"].get<std::string>().find("/nonexistent/node"), std::string::npos);
   EXPECT_EQ(report["bundle"]["format"], "tar.gz");
+  EXPECT_EQ(report["key_source"], "header");
+  EXPECT_EQ(report["deployment"]["name"], "a-b-1");  // from the caller's key
+  EXPECT_EQ(done.body.find("caller-secret-0123456789"), std::string::npos);
   EXPECT_EQ(report["bundle"]["entries"], 2);  // package.json, convex/messages.ts
   // The push never ran, so there is no CLI output, and the refusal says why.
   auto log = call("GET", "/v1/deploys/" + id + "/log");
