@@ -1,4 +1,5 @@
 #include "bundle/entry_path.h"
+#include "util/strings.h"
 
 #include <cctype>
 #include <vector>
@@ -7,17 +8,6 @@
 
 namespace da::bundle::detail {
 namespace {
-
-std::vector<std::string_view> splitComponents(std::string_view path) {
-  std::vector<std::string_view> components;
-  size_t start = 0;
-  while (true) {
-    size_t slash = path.find('/', start);
-    components.push_back(path.substr(start, slash - start));
-    if (slash == std::string_view::npos) return components;
-    start = slash + 1;
-  }
-}
 
 bool hasControlCharacter(std::string_view path) {
   for (unsigned char c : path) {
@@ -69,7 +59,7 @@ std::string normalizeEntryPath(std::string_view raw, uint64_t max_path_bytes) {
   if (relative == "." || relative.empty()) return "";  // the archive root, e.g. `tar -C app .`
   if (relative.back() == '/') relative.remove_suffix(1);  // directory entries end in `/`
 
-  const std::vector<std::string_view> components = splitComponents(relative);
+  const std::vector<std::string_view> components = da::splitOn(relative, '/');
   // `..` is checked over all components first so it wins over lesser complaints.
   for (std::string_view component : components) {
     if (component == "..") refuse("path_traversal", "entry name has a '..' component", entry);

@@ -10,6 +10,7 @@
 
 #include "bundle/intake.h"
 #include "bundle/refusal.h"
+#include "util/strings.h"
 
 namespace da::bundle {
 namespace fs = std::filesystem;
@@ -32,17 +33,6 @@ constexpr std::string_view kEmptyPushWarning =
 // a link could read or judge something outside it.
 bool isRegularFile(const fs::path& path) { return fs::is_regular_file(fs::symlink_status(path)); }
 bool isRealDirectory(const fs::path& path) { return fs::is_directory(fs::symlink_status(path)); }
-
-std::vector<std::string_view> splitOnSlash(std::string_view path) {
-  std::vector<std::string_view> parts;
-  size_t start = 0;
-  while (true) {
-    size_t slash = path.find('/', start);
-    parts.push_back(path.substr(start, slash - start));
-    if (slash == std::string_view::npos) return parts;
-    start = slash + 1;
-  }
-}
 
 // Bundles are often zipped as one folder (`my-app/package.json`), sometimes with macOS
 // metadata next to it.
@@ -159,7 +149,7 @@ std::string normalizedFunctionsPath(std::string_view value) {
   }
 
   std::string normalized;
-  for (std::string_view part : splitOnSlash(value)) {
+  for (std::string_view part : da::splitOn(value, '/')) {
     if (part.empty() || part == ".") continue;
     if (part == "..") refuseFunctionsPath("must stay inside the app (no '..')");
     if (!normalized.empty()) normalized += '/';
@@ -206,7 +196,7 @@ bool containsFunctionSource(const fs::path& dir) {
 // CLI at code outside the bundle.
 void requireFunctionSources(const fs::path& app_root, const std::string& functions_dir) {
   fs::path current = app_root;
-  for (std::string_view part : splitOnSlash(functions_dir)) {
+  for (std::string_view part : da::splitOn(functions_dir, '/')) {
     current /= part;
     const fs::file_status status = fs::symlink_status(current);
     if (fs::is_symlink(status)) {

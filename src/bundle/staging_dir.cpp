@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bundle/refusal.h"
+#include "util/strings.h"
 
 namespace da::bundle::detail {
 namespace fs = std::filesystem;
@@ -40,17 +41,6 @@ UniqueFd openOrCreateDirectory(int parent, const std::string& name, const std::s
   // mkdirat's mode is filtered through the umask; the bundle contract says 0755.
   if (::fchmod(dir.get(), kDirectoryMode) != 0) refuseIo("cannot chmod directory", entry);
   return dir;
-}
-
-std::vector<std::string> splitPath(const std::string& relative) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (true) {
-    size_t slash = relative.find('/', start);
-    parts.push_back(relative.substr(start, slash - start));
-    if (slash == std::string::npos) return parts;
-    start = slash + 1;
-  }
 }
 
 // rename(2) silently replaces an empty directory; RENAME_NOREPLACE refuses instead. Some
@@ -111,13 +101,13 @@ StagingDir::~StagingDir() {
 }
 
 UniqueFd StagingDir::openParentDirectory(const std::string& relative, std::string* leaf) {
-  std::vector<std::string> parts = splitPath(relative);
-  *leaf = parts.back();
+  std::vector<std::string_view> parts = da::splitOn(relative, '/');
+  *leaf = std::string(parts.back());
   parts.pop_back();
   UniqueFd current(::dup(root_.get()));
   if (current.get() < 0) refuseIo("cannot duplicate descriptor", relative);
-  for (const std::string& part : parts) {
-    current = openOrCreateDirectory(current.get(), part, relative);
+  for (std::string_view part : parts) {
+    current = openOrCreateDirectory(current.get(), std::string(part), relative);
   }
   return current;
 }

@@ -1,27 +1,15 @@
 #include "convex/deploy_key.h"
 
-#include <vector>
+#include "util/strings.h"
 
 namespace da::convex {
-
-namespace {
-std::vector<std::string_view> split(std::string_view s, char sep) {
-  std::vector<std::string_view> parts;
-  size_t start = 0;
-  for (size_t pos; (pos = s.find(sep, start)) != std::string_view::npos; start = pos + 1) {
-    parts.push_back(s.substr(start, pos - start));
-  }
-  parts.push_back(s.substr(start));
-  return parts;
-}
-}  // namespace
 
 KeyInfo classifyKey(std::string_view key) {
   KeyInfo info;
   size_t bar = key.find('|');
   if (bar == std::string_view::npos || bar == 0 || bar + 1 == key.size()) return info;
   std::string_view prefix = key.substr(0, bar);
-  auto parts = split(prefix, ':');
+  auto parts = da::splitOn(prefix, ':');
   if (parts.size() == 3 && parts[0] == "preview") {
     info.kind = KeyKind::kPreviewKey;
     info.type = "preview";

@@ -51,3 +51,11 @@ TEST(Ids, ConstantTimeEquals) {
 }
 
 TEST(Ids, Rfc3339) { EXPECT_EQ(da::formatRfc3339(1700000000123), "2023-11-14T22:13:20.123Z"); }
+
+#include "util/strings.h"
+
+TEST(Strings, SplitOnKeepsEmptyPieces) {
+  EXPECT_EQ(da::splitOn("a//b", '/'), (std::vector<std::string_view>{"a", "", "b"}));
+  EXPECT_EQ(da::splitOn("", '/'), (std::vector<std::string_view>{""}));
+  EXPECT_EQ(da::splitOn("prod:name", ':'), (std::vector<std::string_view>{"prod", "name"}));
+}
