@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/archive_builder.h"
+#include "support/e2e.h"
 #include "support/server_process.h"
 
 namespace fs = std::filesystem;
@@ -36,18 +37,14 @@ class AgentLifecycle : public ::testing::Test {
   }
 
   void startAgent(std::vector<std::string> extra_args = {}, std::map<std::string, std::string> extra_env = {}) {
-    std::vector<std::string> args{"--listen", "127.0.0.1:0", "--state-dir", (state_dir_ / "state").string(),
-                                  "--convex-url", standin_->baseUrl(), "--toolchain", testsupport::toolchainDir(),
-                                  "--npm-cache", testsupport::toolchainDir() + "/npm-cache", "--npm-offline"};
+    auto args = testsupport::offlineAgentArgs(state_dir_ / "state", standin_->baseUrl());
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     extra_env.emplace("DEPLOY_AGENT_TOKEN", kAgentToken);
     agent_ = std::make_unique<ServerProcess>(testsupport::binaryDir() + "/bin/deploy-agent", args, extra_env);
   }
 
   std::string mintKey(const std::string& deployment) {
-    auto result = httpRequest("POST", standin_->baseUrl() + "/_standin/deploy_keys", {},
-                              Json{{"deployment", deployment}}.dump());
-    return Json::parse(result.body)["deployKey"];
+    return testsupport::mintStandinKey(standin_->baseUrl(), deployment);
   }
 
   testsupport::HttpResult post(const std::string& query, const std::string& body, const std::string& key) {
@@ -70,8 +67,7 @@ class AgentLifecycle : public ::testing::Test {
   }
 
   static std::string exampleBundle() {
-    return ArchiveBuilder::fromDirectory(fs::path(testsupport::sourceDir()) / "examples/chat-app")
-        .build(ArchiveBuilder::Format::kTarGz);
+    return testsupport::exampleAppArchive().build(ArchiveBuilder::Format::kTarGz);
   }
 
   fs::path state_dir_;

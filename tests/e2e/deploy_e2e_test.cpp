@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/archive_builder.h"
+#include "support/e2e.h"
 #include "support/server_process.h"
 
 namespace fs = std::filesystem;
@@ -49,15 +50,11 @@ class DeployE2E : public ::testing::Test {
                                  "--deployment", kProdDeployment + ":prod", "--deployment",
                                  kDevDeployment + ":dev"},
         std::map<std::string, std::string>{});
-    agent_ = std::make_unique<ServerProcess>(
-        testsupport::binaryDir() + "/bin/deploy-agent",
-        std::vector<std::string>{"--listen", "127.0.0.1:0", "--state-dir", (state_dir_ / "state").string(),
-                                 "--convex-url", standin_->baseUrl(), "--toolchain",
-                                 testsupport::toolchainDir(), "--npm-cache",
-                                 testsupport::toolchainDir() + "/npm-cache", "--npm-offline",
-                                 "--workers", "2", "--cli-timeout", "120"},
-        std::map<std::string, std::string>{{"DEPLOY_AGENT_TOKEN", kAgentToken},
-                                           {"CONVEX_TEAM_TOKEN", kTeamToken}});
+    auto args = testsupport::offlineAgentArgs(state_dir_ / "state", standin_->baseUrl());
+    args.insert(args.end(), {"--workers", "2", "--cli-timeout", "120"});
+    agent_ = std::make_unique<ServerProcess>(testsupport::binaryDir() + "/bin/deploy-agent", args,
+                                             std::map<std::string, std::string>{{"DEPLOY_AGENT_TOKEN", kAgentToken},
+                                                                                {"CONVEX_TEAM_TOKEN", kTeamToken}});
   }
 
   static void TearDownTestSuite() {
@@ -66,10 +63,10 @@ class DeployE2E : public ::testing::Test {
     fs::remove_all(state_dir_);
   }
 
-  static fs::path exampleApp() { return fs::path(testsupport::sourceDir()) / "examples/chat-app"; }
+  static fs::path exampleApp() { return testsupport::exampleAppDir(); }
 
   static std::string exampleBundle(ArchiveBuilder::Format format = ArchiveBuilder::Format::kTarGz) {
-    return ArchiveBuilder::fromDirectory(exampleApp()).build(format);
+    return testsupport::exampleAppArchive().build(format);
   }
 
   static HttpResult postDeploy(const std::string& query, const std::string& body,
@@ -114,10 +111,7 @@ class DeployE2E : public ::testing::Test {
   }
 
   static std::string mintKey(const std::string& deployment) {
-    auto result = httpRequest("POST", standin_->baseUrl() + "/_standin/deploy_keys", {},
-                              Json{{"deployment", deployment}}.dump());
-    EXPECT_EQ(result.status, 200) << result.body;
-    return Json::parse(result.body)["deployKey"];
+    return testsupport::mintStandinKey(standin_->baseUrl(), deployment);
   }
 
   // The module paths the CLI pushes for the example app: each function file as .js.
@@ -223,7 +217,7 @@ TEST_F(DeployE2E, InstallScriptsOfTheBundleNeverRun) {
   }
   package["scripts"] = {{"preinstall", "node -e \"require('fs').writeFileSync('" + marker.string() + "','pre')\""},
                         {"postinstall", "node -e \"require('fs').writeFileSync('" + marker.string() + "','post')\""}};
-  auto bundle = ArchiveBuilder::fromDirectory(exampleApp())
+  auto bundle = testsupport::exampleAppArchive()
                     .replaceFile("package.json", package.dump(2))
                     .build(ArchiveBuilder::Format::kTarGz);
   auto accepted = postDeploy("target=prod&deployment=" + kProdDeployment, bundle);
@@ -235,7 +229,7 @@ TEST_F(DeployE2E, InstallScriptsOfTheBundleNeverRun) {
 }
 
 TEST_F(DeployE2E, SyntaxErrorFailsWithTheCliErrorAndNoPush) {
-  auto bundle = ArchiveBuilder::fromDirectory(exampleApp())
+  auto bundle = testsupport::exampleAppArchive()
                     .addFile("convex/broken.ts", "export const oops = ;\n")
                     .build(ArchiveBuilder::Format::kTarGz);
   const size_t pushes_before = standinPushes().size();
@@ -326,7 +320,7 @@ TEST_F(DeployE2E, BadRequestsNameTheField) {
   EXPECT_EQ(not_an_archive.status, 415);
 
   auto traversal = postDeploy("target=prod&deployment=" + kProdDeployment,
-                              ArchiveBuilder::fromDirectory(exampleApp())
+                              testsupport::exampleAppArchive()
                                   .addFile("../escape.txt", "x")
                                   .build(ArchiveBuilder::Format::kTarGz));
   EXPECT_EQ(traversal.status, 422);
