@@ -233,6 +233,21 @@ json finishPushDiff(const FinishedPush& finished) {
           {"componentDiffs", std::move(component_diffs)}};
 }
 
+// A deployment route with a JSON body, called with the deployment's admin key (header, or
+// `adminKey` in the body): parsing and the key check happen once, here.
+class AdminJsonRoute : public RouteHandler {
+ public:
+  using RouteHandler::RouteHandler;
+
+ protected:
+  Reply handle(Exchange& exchange) final {
+    const json body = exchange.jsonBody();
+    const HostedDeployment deployment = requireAdminKey(exchange, &body);
+    return handleAdmin(exchange, deployment, body);
+  }
+  virtual Reply handleAdmin(Exchange& exchange, const HostedDeployment& deployment, const json& body) = 0;
+};
+
 // GET /api/v1/get_canonical_urls
 class CanonicalUrlsHandler final : public RouteHandler {
  public:
@@ -260,14 +275,12 @@ class StreamFunctionLogsHandler final : public RouteHandler {
 
 // POST /api/get_config_hashes: what the deployment runs now, so the CLI can skip unchanged
 // modules. The hash field is named `hash` here but `sha256` in start_push.
-class ConfigHashesHandler final : public RouteHandler {
+class ConfigHashesHandler final : public AdminJsonRoute {
  public:
-  using RouteHandler::RouteHandler;
+  using AdminJsonRoute::AdminJsonRoute;
 
  protected:
-  Reply handle(Exchange& exchange) override {
-    const json body = exchange.jsonBody();
-    const HostedDeployment deployment = requireAdminKey(exchange, &body);
+  Reply handleAdmin(Exchange& exchange, const HostedDeployment& deployment, const json& body) override {
     const auto app = state().currentApp(deployment.name);
 
     json config = {{"functions", app ? app->functions_dir : std::string("convex/")}};
@@ -291,14 +304,12 @@ class ConfigHashesHandler final : public RouteHandler {
 };
 
 // POST /api/deploy2/evaluate_schema: best effort for the CLI; "no tables, nothing to check".
-class EvaluateSchemaHandler final : public RouteHandler {
+class EvaluateSchemaHandler final : public AdminJsonRoute {
  public:
-  using RouteHandler::RouteHandler;
+  using AdminJsonRoute::AdminJsonRoute;
 
  protected:
-  Reply handle(Exchange& exchange) override {
-    const json body = exchange.jsonBody();
-    requireAdminKey(exchange, &body);
+  Reply handleAdmin(Exchange& exchange, const HostedDeployment& deployment, const json& body) override {
     return {200,
             {{"componentSchemaEvaluations", json::object()},
              {"newComponentDefinitions", json::array()}}};
@@ -306,28 +317,24 @@ class EvaluateSchemaHandler final : public RouteHandler {
 };
 
 // POST /api/deploy2/evaluate_push: start_push's checks without recording anything.
-class EvaluatePushHandler final : public RouteHandler {
+class EvaluatePushHandler final : public AdminJsonRoute {
  public:
-  using RouteHandler::RouteHandler;
+  using AdminJsonRoute::AdminJsonRoute;
 
  protected:
-  Reply handle(Exchange& exchange) override {
-    const json body = exchange.jsonBody();
-    const HostedDeployment deployment = requireAdminKey(exchange, &body);
+  Reply handleAdmin(Exchange& exchange, const HostedDeployment& deployment, const json& body) override {
     parsePushRequest(body, state().currentApp(deployment.name), deployment.name);
     return {200, {{"schemaChange", schemaChangeJson(std::nullopt)}}};
   }
 };
 
 // POST /api/deploy2/start_push: records the push as started; finish_push commits it.
-class StartPushHandler final : public RouteHandler {
+class StartPushHandler final : public AdminJsonRoute {
  public:
-  using RouteHandler::RouteHandler;
+  using AdminJsonRoute::AdminJsonRoute;
 
  protected:
-  Reply handle(Exchange& exchange) override {
-    const json body = exchange.jsonBody();
-    const HostedDeployment deployment = requireAdminKey(exchange, &body);
+  Reply handleAdmin(Exchange& exchange, const HostedDeployment& deployment, const json& body) override {
     PushRequest push = parsePushRequest(body, state().currentApp(deployment.name), deployment.name);
     const std::string push_id = state().startPush(deployment.name, push.app, push.dry_run);
     exchange.log_details["push_id"] = push_id;
@@ -338,14 +345,12 @@ class StartPushHandler final : public RouteHandler {
 };
 
 // POST /api/deploy2/wait_for_schema: there is no data to validate, so the schema is ready.
-class WaitForSchemaHandler final : public RouteHandler {
+class WaitForSchemaHandler final : public AdminJsonRoute {
  public:
-  using RouteHandler::RouteHandler;
+  using AdminJsonRoute::AdminJsonRoute;
 
  protected:
-  Reply handle(Exchange& exchange) override {
-    const json body = exchange.jsonBody();
-    requireAdminKey(exchange, &body);
+  Reply handleAdmin(Exchange& exchange, const HostedDeployment& deployment, const json& body) override {
     requireObject(body, "schemaChange");
     optionalBool(body, "dryRun", false);
     optionalInteger(body, "timeoutMs");
@@ -354,14 +359,12 @@ class WaitForSchemaHandler final : public RouteHandler {
 };
 
 // POST /api/deploy2/finish_push: commits the push that start_push answered with `startPush`.
-class FinishPushHandler final : public RouteHandler {
+class FinishPushHandler final : public AdminJsonRoute {
  public:
-  using RouteHandler::RouteHandler;
+  using AdminJsonRoute::AdminJsonRoute;
 
  protected:
-  Reply handle(Exchange& exchange) override {
-    const json body = exchange.jsonBody();
-    const HostedDeployment deployment = requireAdminKey(exchange, &body);
+  Reply handleAdmin(Exchange& exchange, const HostedDeployment& deployment, const json& body) override {
     const json& start_push = requireObject(body, "startPush");
     const bool dry_run = optionalBool(body, "dryRun", false);
     optionalString(body, "message");
@@ -381,14 +384,12 @@ class FinishPushHandler final : public RouteHandler {
 };
 
 // POST /api/deploy2/report_push_completed: timing spans the stand-in has no use for.
-class ReportPushCompletedHandler final : public RouteHandler {
+class ReportPushCompletedHandler final : public AdminJsonRoute {
  public:
-  using RouteHandler::RouteHandler;
+  using AdminJsonRoute::AdminJsonRoute;
 
  protected:
-  Reply handle(Exchange& exchange) override {
-    const json body = exchange.jsonBody();
-    requireAdminKey(exchange, &body);
+  Reply handleAdmin(Exchange& exchange, const HostedDeployment& deployment, const json& body) override {
     return {200, json::object()};
   }
 };
