@@ -11,6 +11,7 @@
 #include "api/problem.h"
 #include "convex/deploy_key.h"
 #include "util/ids.h"
+#include "util/redactor.h"
 
 namespace da::api {
 
@@ -103,11 +104,28 @@ Problem intakeProblem(const bundle::IntakeError& error) {
 
 }  // namespace
 
-void HealthHandler::handleRequest(HTTPServerRequest&, HTTPServerResponse& response) {
+void GuardedHandler::handleRequest(HTTPServerRequest& request, HTTPServerResponse& response) {
+  std::string failure;
+  try {
+    handle(request, response);
+    return;
+  } catch (const Poco::Exception& e) {
+    failure = e.displayText();
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  failure = redactKeyShapes(failure);
+  spdlog::error("{} {} failed: {}", request.getMethod(), Poco::URI(request.getURI()).getPath(), failure);
+  if (!response.sent()) {
+    sendProblem(response, {500, "internal_error", "The agent failed to handle the request", failure, {}});
+  }
+}
+
+void HealthHandler::handle(HTTPServerRequest&, HTTPServerResponse& response) {
   sendJson(response, 200, {{"status", "ok"}, {"version", DA_VERSION}});
 }
 
-void CreateDeployHandler::handleRequest(HTTPServerRequest& request, HTTPServerResponse& response) {
+void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse& response) {
   const Settings& settings = context_.settings;
   const QueryParameters params(request);
   auto refuse = [&](int status, std::string reason, std::string title, std::string detail,
@@ -240,7 +258,7 @@ void CreateDeployHandler::handleRequest(HTTPServerRequest& request, HTTPServerRe
   sendJson(response, 202, {{"id", id}, {"status", "queued"}, {"location", location}});
 }
 
-void GetDeployHandler::handleRequest(HTTPServerRequest& request, HTTPServerResponse& response) {
+void GetDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse& response) {
   const QueryParameters params(request);
   int wait_seconds = 0;
   if (params.has("wait")) {
@@ -267,7 +285,7 @@ void GetDeployHandler::handleRequest(HTTPServerRequest& request, HTTPServerRespo
   sendJson(response, 200, report->toJson());
 }
 
-void GetDeployLogHandler::handleRequest(HTTPServerRequest& request, HTTPServerResponse& response) {
+void GetDeployLogHandler::handle(HTTPServerRequest& request, HTTPServerResponse& response) {
   const QueryParameters params(request);
   const std::string phase = params.get("phase", "push");
   if (phase != "push" && phase != "install") {

@@ -16,27 +16,41 @@ struct ApiContext {
   JobRunner& runner;
 };
 
-class HealthHandler : public Poco::Net::HTTPRequestHandler {
+// Every route's handler: an exception escaping `handle` (a full disk, a dropped upload)
+// becomes a 500 problem instead of a dropped connection, and is logged.
+class GuardedHandler : public Poco::Net::HTTPRequestHandler {
  public:
-  void handleRequest(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerResponse&) override;
+  void handleRequest(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response) final;
+
+ protected:
+  virtual void handle(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response) = 0;
+};
+
+class HealthHandler : public GuardedHandler {
+ protected:
+  void handle(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerResponse&) override;
 };
 
 // POST /v1/deploys: intake happens here, synchronously, so a bad bundle is refused with a
 // precise problem and leaves nothing behind; the slow work (npm, CLI) runs in a job.
-class CreateDeployHandler : public Poco::Net::HTTPRequestHandler {
+class CreateDeployHandler : public GuardedHandler {
  public:
   explicit CreateDeployHandler(ApiContext context) : context_(context) {}
-  void handleRequest(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerResponse&) override;
+
+ protected:
+  void handle(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerResponse&) override;
 
  private:
   ApiContext context_;
 };
 
 // GET /v1/deploys/{id}[?wait=SECONDS]: the report; `wait` long-polls until it is terminal.
-class GetDeployHandler : public Poco::Net::HTTPRequestHandler {
+class GetDeployHandler : public GuardedHandler {
  public:
   GetDeployHandler(ApiContext context, std::string id) : context_(context), id_(std::move(id)) {}
-  void handleRequest(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerResponse&) override;
+
+ protected:
+  void handle(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerResponse&) override;
 
  private:
   ApiContext context_;
@@ -44,10 +58,12 @@ class GetDeployHandler : public Poco::Net::HTTPRequestHandler {
 };
 
 // GET /v1/deploys/{id}/log[?phase=push|install]: the stored, redacted output as text.
-class GetDeployLogHandler : public Poco::Net::HTTPRequestHandler {
+class GetDeployLogHandler : public GuardedHandler {
  public:
   GetDeployLogHandler(ApiContext context, std::string id) : context_(context), id_(std::move(id)) {}
-  void handleRequest(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerResponse&) override;
+
+ protected:
+  void handle(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerResponse&) override;
 
  private:
   ApiContext context_;

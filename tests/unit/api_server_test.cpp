@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -145,6 +146,22 @@ TEST_F(ApiServerTest, UnknownFormatIs415) {
                       {{"Content-Type", "text/plain"}});
   EXPECT_EQ(refused.status, 415);
   EXPECT_EQ(std::distance(fs::directory_iterator(state_ / "jobs"), fs::directory_iterator()), 0);
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(ApiServerTest, AFailureInsideTheAgentIsA500ProblemNotADroppedConnection) {
+  // The jobs folder replaced by a file: creating the job directory throws.
+  fs::remove_all(state_ / "jobs");
+  std::ofstream(state_ / "jobs") << "not a directory";
+  auto failed = call("POST", "/v1/deploys?target=prod", appBundle(),
+                     {{"Convex-Deploy-Key", "prod:a-b-1|caller-secret-0123456789"}});
+  EXPECT_EQ(failed.status, 500);
+  EXPECT_EQ(failed.headers["Content-Type"], "application/problem+json");
+  EXPECT_EQ(Json::parse(failed.body)["reason"], "internal_error");
+  EXPECT_EQ(failed.body.find("caller-secret-0123456789"), std::string::npos);
 }
 
 }  // namespace
