@@ -20,6 +20,11 @@ Redactor& Redactor::operator=(const Redactor& other) {
 
 void Redactor::addSecret(std::string value) {
   if (value.size() < 6) return;
+  // A tool may print only part of a `type:name|secret` key (esbuild elides the start of long
+  // source lines in its code frames), so the secret after the bar is registered on its own.
+  if (size_t bar = value.rfind('|'); bar != std::string::npos && value.size() - bar - 1 >= 6) {
+    addSecret(value.substr(bar + 1));
+  }
   std::lock_guard lock(mutex_);
   if (std::find(secrets_.begin(), secrets_.end(), value) == secrets_.end()) {
     secrets_.push_back(std::move(value));
@@ -52,7 +57,11 @@ std::string redactKeyShapes(std::string_view text) {
   static const std::regex kAuthHeader(
       R"((authorization["']?\s*[:=]\s*["']?(?:Bearer|Convex)\s+)[A-Za-z0-9+/=_\-|:.]{6,})",
       std::regex::icase);
+  // And any long base64-ish run right after a bar, even when the part naming the key was
+  // cut off: "...er-123|eyJ2MiI6..." is still a key.
+  static const std::regex kAfterBar(R"(\|[A-Za-z0-9+/=_\-]{20,})");
   std::string out = std::regex_replace(std::string(text), kKey, "$1|[REDACTED]");
+  out = std::regex_replace(out, kAfterBar, "|[REDACTED]");
   return std::regex_replace(out, kAuthHeader, "$1[REDACTED]");
 }
 

@@ -28,7 +28,8 @@ class Redactor {
   std::vector<std::string> secrets_;
 };
 
-// Only the shape-based part: `type:name|secret` keys and Bearer/Convex authorization values.
+// Only the shape-based part: `type:name|secret` keys, a long secret after a bar whose key
+// name was cut off, and Bearer/Convex values of Authorization headers.
 std::string redactKeyShapes(std::string_view text);
 
 }  // namespace da

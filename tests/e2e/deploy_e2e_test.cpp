@@ -247,6 +247,25 @@ TEST_F(DeployE2E, SyntaxErrorFailsWithTheCliErrorAndNoPush) {
   EXPECT_EQ(standinPushes().size(), pushes_before);
 }
 
+TEST_F(DeployE2E, AKeyPrintedByTheCliIsRedactedFromLogAndReport) {
+  // Generated code that embeds the key on a line esbuild quotes in its error's code frame.
+  const std::string key = mintKey(kProdDeployment);
+  const std::string secret = key.substr(key.find('|') + 1);
+  auto bundle = testsupport::exampleAppArchive()
+                    .addFile("convex/leaky.ts", "export const leaked = \"" + key + "\" +;\n")
+                    .build(ArchiveBuilder::Format::kTarGz);
+  auto accepted = postDeploy("target=prod", bundle, {{"Convex-Deploy-Key", key}});
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  const std::string id = Json::parse(accepted.body)["id"];
+  Json report = waitForReport(id);
+  EXPECT_EQ(report["error"]["reason"], "bundle_error") << report.dump(2);
+  const std::string log = deployLog(id);
+  EXPECT_NE(log.find("convex/leaky.ts"), std::string::npos) << log;
+  EXPECT_NE(log.find("[REDACTED]"), std::string::npos) << log;
+  EXPECT_EQ(log.find(secret), std::string::npos) << log;
+  EXPECT_EQ(report.dump().find(secret), std::string::npos);
+}
+
 TEST_F(DeployE2E, WrongDeployKeyFailsForProdAndDev) {
   for (const auto& [target, key] : {std::pair{"prod", "prod:" + kProdDeployment + "|not-a-key-it-issued"},
                                     std::pair{"dev", "dev:" + kDevDeployment + "|not-a-key-it-issued"}}) {

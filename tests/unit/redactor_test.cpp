@@ -18,6 +18,17 @@ TEST(Redactor, ReplacesKeyShapedValuesItNeverSaw) {
   EXPECT_NE(out.find("prod:happy-otter-123|[REDACTED]"), std::string::npos);
 }
 
+TEST(Redactor, ReplacesTheSecretOfAKeyPrintedOnlyInPart) {
+  da::Redactor redactor;
+  redactor.addSecret("prod:happy-otter-123|eyJ2MiI6IjU0N2M0MWZj");
+  // esbuild's code frame elides the start of a long line: "...er-123|<secret>".
+  auto out = redactor.redact("1 | ...er-123|eyJ2MiI6IjU0N2M0MWZj\" +;");
+  EXPECT_EQ(out.find("eyJ2MiI6IjU0N2M0MWZj"), std::string::npos) << out;
+  // Unregistered, cut-off keys are caught by shape when the secret part is long.
+  auto shaped = da::redactKeyShapes("...ox-456|eyJ2MiI6IjAbCdEfGhIjKlMn0= +;");
+  EXPECT_EQ(shaped.find("eyJ2MiI6IjAbCdEfGhIjKlMn0="), std::string::npos) << shaped;
+}
+
 TEST(Redactor, ReplacesAuthorizationValues) {
   auto out = da::redactKeyShapes("Authorization: Bearer abcdef123456 and {\"authorization\": \"Convex zyxwvu987654\"}");
   EXPECT_EQ(out.find("abcdef123456"), std::string::npos);
