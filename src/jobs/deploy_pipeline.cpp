@@ -147,8 +147,9 @@ std::map<std::string, std::string> baseChildEnvironment(const Settings& settings
                                                         const fs::path& job_dir) {
   std::map<std::string, std::string> env = settings.env_passthrough;
   env["PATH"] = settings.toolchain.node.parent_path().string() + ":/usr/local/bin:/usr/bin:/bin";
-  env["HOME"] = (job_dir / "home").string();
-  env["TMPDIR"] = (job_dir / "tmp").string();
+  // Inside work/, so whatever npm or the CLI leave in them goes with the unpacked app.
+  env["HOME"] = (job_dir / "work/home").string();
+  env["TMPDIR"] = (job_dir / "work/tmp").string();
   env["LANG"] = "C.UTF-8";
   env["CI"] = "1";  // no Sentry, no prompts
   env["npm_config_update_notifier"] = "false";
@@ -191,8 +192,8 @@ void DeployPipeline::run(const DeployJob& job, const std::atomic<bool>& cancel) 
   };
 
   try {
-    fs::create_directories(job.job_dir / "home");
-    fs::create_directories(job.job_dir / "tmp");
+    fs::create_directories(job.job_dir / "work/home");
+    fs::create_directories(job.job_dir / "work/tmp");
 
     // The key first: one API call that fails fast on a bad token or deployment name,
     // before npm spends seconds installing (a minted key lives far longer than an install).

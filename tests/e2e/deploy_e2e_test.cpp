@@ -185,6 +185,14 @@ TEST_F(DeployE2E, ProdDeployWithMintedKeyPushesExactlyTheAppsModules) {
   }
   EXPECT_TRUE(minted);
   EXPECT_NE(deployLog(id).find("Deployed Convex functions to"), std::string::npos);
+
+  // What stays of a finished job: its report and logs; the app, node_modules, HOME and the
+  // upload are gone (moved to .trash before the report is stored, and deleted right after).
+  std::set<std::string> kept;
+  for (const auto& entry : fs::directory_iterator(state_dir_ / "state/jobs" / id)) {
+    if (entry.path().filename() != ".trash") kept.insert(entry.path().filename().string());
+  }
+  EXPECT_EQ(kept, (std::set<std::string>{"report.json", "install.log", "cli.log"}));
 }
 
 TEST_F(DeployE2E, DevDeployWithCallerKeySucceedsAndNeverEchoesTheKey) {

@@ -138,6 +138,11 @@ TEST_F(ApiServerTest, AcceptedJobIsReportedAndItsFailureIsHonest) {
   EXPECT_EQ(call("GET", "/v1/deploys/" + id + "/log?phase=other").status, 400);
   // The unpacked app is gone; the report stays.
   EXPECT_FALSE(fs::exists(state_ / "jobs" / id / "work"));
+  for (const auto& entry : fs::directory_iterator(state_ / "jobs" / id)) {
+    const auto name = entry.path().filename().string();
+    // .trash is the work folder on its way out: it is deleted just after the report is stored.
+    EXPECT_TRUE(name == "report.json" || name == "install.log" || name == ".trash") << "left behind: " << name;
+  }
   EXPECT_TRUE(fs::exists(state_ / "jobs" / id / "report.json"));
 }
 

@@ -15,8 +15,8 @@ TEST(ChildEnvironment, IsBuiltFromNothingAndHoldsNoAgentSecrets) {
   auto env = da::baseChildEnvironment(settings, "/state/jobs/dep_x");
 
   EXPECT_EQ(env.at("PATH").rfind("/opt/toolchain/bin:", 0), 0u);
-  EXPECT_EQ(env.at("HOME"), "/state/jobs/dep_x/home");
-  EXPECT_EQ(env.at("TMPDIR"), "/state/jobs/dep_x/tmp");
+  EXPECT_EQ(env.at("HOME"), "/state/jobs/dep_x/work/home");
+  EXPECT_EQ(env.at("TMPDIR"), "/state/jobs/dep_x/work/tmp");
   EXPECT_EQ(env.at("CI"), "1");
   EXPECT_EQ(env.at("npm_config_cache"), "/var/cache/npm");
   EXPECT_EQ(env.at("HTTPS_PROXY"), "http://proxy.internal:3128");
