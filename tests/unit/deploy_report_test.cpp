@@ -1,0 +1,61 @@
+#include <gtest/gtest.h>
+
+#include "report/deploy_report.h"
+
+namespace {
+
+da::DeployReport failedReport() {
+  da::DeployReport r;
+  r.id = "dep_0123456789abcdef01234567";
+  r.status = da::DeployStatus::kFailed;
+  r.phase = "push";
+  r.target = da::Target::kDev;
+  r.deployment_name = "brave-fox-456";
+  r.deployment_url = "https://brave-fox-456.convex.cloud";
+  r.key_source = "header";
+  r.exit_code = 0;
+  r.error = da::DeployError{"push_rejected", "the CLI exited 0 but did not complete the push"};
+  r.warnings = {"a warning"};
+  r.timings_ms = {{"install", 1200}, {"push", 3400}, {"total", 4700}};
+  r.bundle = {"zip", 5461, 12, 19079, {"node_modules", ".env.local"}};
+  r.cli_version = "1.49.0";
+  r.app_convex_version = "1.48.2";
+  r.created_at_ms = 1700000000123;
+  r.started_at_ms = 1700000000200;
+  r.finished_at_ms = 1700000004823;
+  return r;
+}
+
+}  // namespace
+
+TEST(DeployReport, ApiViewHasTheDocumentedFields) {
+  auto j = failedReport().toJson();
+  EXPECT_EQ(j["status"], "failed");
+  EXPECT_EQ(j["phase"], "push");
+  EXPECT_EQ(j["target"], "dev");
+  EXPECT_EQ(j["deployment"]["name"], "brave-fox-456");
+  EXPECT_EQ(j["exit_code"], 0);
+  EXPECT_EQ(j["error"]["reason"], "push_rejected");
+  EXPECT_EQ(j["timings_ms"]["push"], 3400);
+  EXPECT_EQ(j["created_at"], "2023-11-14T22:13:20.123Z");
+  EXPECT_EQ(j["finished_at"], "2023-11-14T22:13:24.823Z");
+  EXPECT_EQ(j["convex"]["app_library_version"], "1.48.2");
+  EXPECT_FALSE(j.contains("stored"));  // internal bookkeeping stays out of the API
+}
+
+TEST(DeployReport, QueuedReportHasNullsNotEmptyStrings) {
+  da::DeployReport r;
+  r.id = "dep_0123456789abcdef01234567";
+  r.created_at_ms = 1700000000123;
+  auto j = r.toJson();
+  EXPECT_TRUE(j["error"].is_null());
+  EXPECT_TRUE(j["exit_code"].is_null());
+  EXPECT_TRUE(j["deployment"]["url"].is_null());
+  EXPECT_TRUE(j["finished_at"].is_null());
+}
+
+TEST(DeployReport, StoredFormRoundTrips) {
+  const auto original = failedReport();
+  const auto restored = da::DeployReport::fromJson(original.toStoredJson());
+  EXPECT_EQ(restored.toStoredJson(), original.toStoredJson());
+}
