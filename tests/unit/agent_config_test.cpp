@@ -106,3 +106,23 @@ TEST(AgentConfig, FlagParsingAcceptsBothForms) {
   agent::parseFlags({"--bogus", "1"}, positional, error);
   EXPECT_NE(error.find("--bogus"), std::string::npos);
 }
+
+TEST(AgentConfig, PropertiesFileSuppliesSettings) {
+  fs::path file = fs::temp_directory_path() / "da-config.properties";
+  std::ofstream(file) << "# deploy-agent settings\nlisten = 127.0.0.1:7000\nworkers = 3\nnpm_offline = true\n";
+  auto input = baseInput();
+  input.file = agent::loadPropertiesFile(file.string());
+  auto result = agent::resolveSettings(input);
+  ASSERT_TRUE(result.errors.empty()) << result.errors.front();
+  EXPECT_EQ(result.settings.listen_port, 7000);
+  EXPECT_EQ(result.settings.workers, 3u);
+  EXPECT_TRUE(result.settings.npm_offline);
+}
+
+TEST(AgentConfig, BadNumbersNameTheSetting) {
+  auto input = baseInput();
+  input.flags["workers"] = "many";
+  auto result = agent::resolveSettings(input);
+  ASSERT_FALSE(result.errors.empty());
+  EXPECT_NE(result.errors.front().find("workers"), std::string::npos);
+}
