@@ -305,6 +305,15 @@ DeployPipeline::PhaseResult DeployPipeline::push(const DeployJob& job, DeployRep
                                                  const std::atomic<bool>& cancel) const {
   report.phase = "push";
   store_.put(report);
+  const auto waiting = Clock::now();
+  // The key decides where the CLI pushes, so it names the deployment to hold.
+  const std::string target_deployment = convex::classifyKey(key).deployment_name;
+  std::optional<DeploymentLocks::Held> held =
+      target_deployment.empty() ? std::nullopt : push_locks_.acquire(target_deployment, cancel);
+  if (!target_deployment.empty() && !held) {
+    return {DeployError{"agent_stopped", "the agent stopped while this deploy waited for its deployment"}};
+  }
+  report.timings_ms["push_wait"] = millisSince(waiting);
   const auto started = Clock::now();
 
   std::vector<std::string> args = {settings_.toolchain.convex_cli.string()};

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "config/settings.h"
+#include "jobs/deployment_locks.h"
 #include "jobs/job_store.h"
 #include "report/deploy_report.h"
 #include "util/redactor.h"
@@ -42,6 +43,7 @@ class DeployPipeline {
   const Settings& settings_;
   JobStore& store_;
   const Redactor& redactor_;
+  mutable DeploymentLocks push_locks_;  // shared by every worker running this pipeline
 };
 
 // Environment for npm and the CLI, built from nothing (exposed for tests).

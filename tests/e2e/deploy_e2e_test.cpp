@@ -195,6 +195,27 @@ TEST_F(DeployE2E, ProdDeployWithMintedKeyPushesExactlyTheAppsModules) {
   EXPECT_EQ(kept, (std::set<std::string>{"report.json", "install.log", "cli.log"}));
 }
 
+TEST_F(DeployE2E, TwoDeploysToOneDeploymentPushOneAtATime) {
+  // Two workers install side by side; the pushes must not overlap, or the later one's schema
+  // wait races the earlier one.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2; ++i) {
+    auto accepted = postDeploy("target=prod&deployment=" + kProdDeployment, exampleBundle());
+    ASSERT_EQ(accepted.status, 202) << accepted.body;
+    ids.push_back(Json::parse(accepted.body)["id"]);
+  }
+  for (const auto& id : ids) EXPECT_EQ(waitForReport(id)["status"], "succeeded") << deployLog(id);
+  int open_pushes = 0, most_open = 0, started = 0;
+  for (const auto& request : standinRequests()) {
+    if (request.value("deployment", "") != kProdDeployment) continue;
+    if (request["path"] == "/api/deploy2/start_push") ++open_pushes, ++started;
+    if (request["path"] == "/api/deploy2/finish_push") --open_pushes;
+    most_open = std::max(most_open, open_pushes);
+  }
+  EXPECT_EQ(started, 2);
+  EXPECT_EQ(most_open, 1) << "two pushes to " << kProdDeployment << " overlapped";
+}
+
 TEST_F(DeployE2E, DevDeployWithCallerKeySucceedsAndNeverEchoesTheKey) {
   const std::string key = mintKey(kDevDeployment);
   auto accepted = postDeploy("target=dev", exampleBundle(ArchiveBuilder::Format::kZip),
