@@ -309,7 +309,14 @@ void GetDeployLogHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
 }
 
 Poco::Net::HTTPRequestHandler* RouteFactory::createRequestHandler(const HTTPServerRequest& request) {
-  const std::string path = Poco::URI(request.getURI()).getPath();
+  std::string path;
+  try {
+    Poco::URI uri(request.getURI());
+    uri.getQueryParameters();  // handlers read them later; a bad escape is refused here
+    path = uri.getPath();
+  } catch (const Poco::Exception& e) {
+    return new FixedProblemHandler({400, "invalid_uri", "Invalid request URI", e.displayText(), {}});
+  }
   const std::string& method = request.getMethod();
   auto methodNotAllowed = [&](const std::string& allowed) {
     return new FixedProblemHandler({405, "method_not_allowed", "Method not allowed",

@@ -79,6 +79,12 @@ TEST_F(ApiServerTest, HealthNeedsNoTokenEverythingElseDoes) {
   EXPECT_EQ(denied.headers["Content-Type"], "application/problem+json");
 }
 
+TEST_F(ApiServerTest, MalformedUriIsABadRequest) {
+  auto bad = call("POST", "/v1/deploys?target=%zz", appBundle());
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(Json::parse(bad.body)["reason"], "invalid_uri");
+}
+
 TEST_F(ApiServerTest, UnknownRoutesAndMethods) {
   EXPECT_EQ(call("GET", "/v2/nothing").status, 404);
   EXPECT_EQ(call("GET", "/v1/deploys").status, 405);
