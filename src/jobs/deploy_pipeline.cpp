@@ -337,9 +337,6 @@ DeployPipeline::PhaseResult DeployPipeline::push(const DeployJob& job, DeployRep
   report.exit_code = run.exit_code;
   auto outcome = convex::judgeCliRun(job.target, run.exit_code, log);
   report.deployment_url = outcome.deployment_url;
-  if (report.deployment_name.empty()) {
-    report.deployment_name = convex::classifyKey(key).deployment_name;
-  }
   if (!outcome.succeeded) return {outcome.error};
   return {};
 }
