@@ -102,6 +102,10 @@ Problem intakeProblem(const bundle::IntakeError& error) {
   return problem;
 }
 
+Problem deployNotFound(const std::string& id) {
+  return {404, "deploy_not_found", "No such deploy", "no deploy has the id " + id, {}};
+}
+
 }  // namespace
 
 void GuardedHandler::handleRequest(HTTPServerRequest& request, HTTPServerResponse& response) {
@@ -280,7 +284,7 @@ void GetDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse& re
                     ? context_.store.waitForTerminal(id_, std::chrono::seconds(wait_seconds))
                     : context_.store.get(id_);
   if (!report) {
-    return sendProblem(response, {404, "deploy_not_found", "No such deploy", "no deploy has the id " + id_, {}});
+    return sendProblem(response, deployNotFound(id_));
   }
   sendJson(response, 200, report->toJson());
 }
@@ -294,7 +298,7 @@ void GetDeployLogHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
   }
   auto report = context_.store.get(id_);
   if (!report) {
-    return sendProblem(response, {404, "deploy_not_found", "No such deploy", "no deploy has the id " + id_, {}});
+    return sendProblem(response, deployNotFound(id_));
   }
   const fs::path path = context_.store.jobDir(id_) / (phase == "push" ? "cli.log" : "install.log");
   std::ifstream in(path, std::ios::binary);
