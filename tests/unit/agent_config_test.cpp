@@ -3,16 +3,40 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 #include "config.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
+// CTest runs every case as its own process, in parallel: each process gets its own folder,
+// or one case truncates the fake package.json while another reads it.
+class ScratchDir {
+ public:
+  ScratchDir() : path_(fs::temp_directory_path() / ("da-config-" + std::to_string(::getpid()))) {
+    fs::create_directories(path_);
+  }
+  ~ScratchDir() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+const fs::path& scratch() {
+  static ScratchDir dir;
+  return dir.path();
+}
+
 // A fake toolchain folder: resolveSettings only checks that the files exist and reads the
 // CLI's package.json version.
 fs::path fakeToolchain() {
-  fs::path dir = fs::temp_directory_path() / "da-config-toolchain";
+  fs::path dir = scratch() / "toolchain";
   fs::create_directories(dir / "bin");
   fs::create_directories(dir / "node_modules/convex/bin");
   fs::create_directories(dir / "node_modules/npm/bin");
@@ -68,7 +92,7 @@ TEST(AgentConfig, MissingOrWeakTokenIsAnError) {
 
 TEST(AgentConfig, TokenFileIsRead) {
   auto input = baseInput();
-  fs::path file = fs::temp_directory_path() / "da-config-token";
+  fs::path file = scratch() / "token";
   std::ofstream(file) << "from-a-file-0123456789\n";
   input.flags["token-file"] = file.string();
   EXPECT_EQ(agent::resolveSettings(input).settings.api_token, "from-a-file-0123456789");
@@ -108,7 +132,7 @@ TEST(AgentConfig, FlagParsingAcceptsBothForms) {
 }
 
 TEST(AgentConfig, PropertiesFileSuppliesSettings) {
-  fs::path file = fs::temp_directory_path() / "da-config.properties";
+  fs::path file = scratch() / "agent.properties";
   std::ofstream(file) << "# deploy-agent settings\nlisten = 127.0.0.1:7000\nworkers = 3\nnpm_offline = true\n";
   auto input = baseInput();
   input.file = agent::loadPropertiesFile(file.string());
