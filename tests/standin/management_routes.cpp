@@ -59,6 +59,10 @@ HostedDeployment requireDeployment(const StandinState& state, const std::string&
 DeployKeyGrant parseCreateDeployKeyArgs(const nlohmann::json& body) {
   DeployKeyGrant grant;
   grant.name = requireString(body, "name");
+  // Stricter than the cloud, whose schema is not additionalProperties:false: a member it does
+  // not know would be dropped silently there, so a misspelt field in the agent's request
+  // (`expires_at` for `expiresAt`) fails here instead of minting a key that never expires.
+  rejectUnknownFields(body, {"name", "allowedActions", "expiresAt"});
 
   if (body.contains("allowedActions") && !body["allowedActions"].is_null()) {
     const nlohmann::json& actions = requireArray(body, "allowedActions");
@@ -150,7 +154,6 @@ class CreateDeployKeyHandler final : public RouteHandler {
     requireTeamToken(exchange);
     const std::string& name = exchange.params.at("name");
     if (state().findDeployment(name)) exchange.deployment = name;
-    // The schema is not additionalProperties:false, so unknown members are ignored.
     DeployKeyGrant grant = parseCreateDeployKeyArgs(exchange.jsonBody());
     const HostedDeployment deployment = requireDeployment(state(), name);
     exchange.log_details["deploy_key"] = grantJson(grant);

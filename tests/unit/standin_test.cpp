@@ -245,11 +245,19 @@ TEST_F(StandinTest, CreateDeployKeyChecksAllowedActions) {
   HttpResult not_array = management("POST", path, R"({"name":"ci","allowedActions":"all"})");
   EXPECT_EQ(not_array.status, 400);
 
-  // The live API's extra action, and members the non-strict schema lets through.
+  // The live API's extra action is known.
   HttpResult accepted = management(
-      "POST", path,
-      R"({"name":"ci","allowedActions":["deployment:deploy","deployment:aiGateway:use"],"note":1})");
+      "POST", path, R"({"name":"ci","allowedActions":["deployment:deploy","deployment:aiGateway:use"]})");
   EXPECT_EQ(accepted.status, 200) << accepted.body;
+}
+
+TEST_F(StandinTest, CreateDeployKeyRefusesUnknownFieldsByName) {
+  const std::string path = "/v1/deployments/happy-otter-123/create_deploy_key";
+  HttpResult misspelt = management("POST", path, R"({"name":"ci","expires_at":1})");
+  EXPECT_EQ(misspelt.status, 400);
+  EXPECT_EQ(misspelt.parsed().at("code"), "BadRequest");
+  EXPECT_NE(misspelt.parsed().at("message").get<std::string>().find("expires_at"), std::string::npos)
+      << misspelt.body;
 }
 
 TEST_F(StandinTest, CreateDeployKeyForUnknownDeploymentIs404) {
