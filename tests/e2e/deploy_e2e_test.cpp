@@ -257,6 +257,33 @@ TEST_F(DeployE2E, InstallScriptsOfTheBundleNeverRun) {
   EXPECT_FALSE(fs::exists(marker)) << "a bundle's install script ran on the agent's host";
 }
 
+TEST_F(DeployE2E, AppOnAnotherConvexMajorIsRefusedBeforeAnyPush) {
+  // The pinned CLI would bundle the app against a convex library of another major version.
+  // A `file:` dependency installs "convex 2.0.0" without a registry.
+  Json package = {{"name", "next-major-app"},
+                  {"private", true},
+                  {"dependencies", {{"convex", "file:vendor/convex"}}}};
+  auto bundle = testsupport::exampleAppArchive()
+                    .replaceFile("package.json", package.dump(2))
+                    .removeEntry("package-lock.json")
+                    .addFile("vendor/convex/package.json", R"({"name":"convex","version":"2.0.0"})")
+                    .build(ArchiveBuilder::Format::kTarGz);
+  const size_t pushes_before = pushesTo(kProdDeployment, false);
+  auto accepted = postDeploy("target=prod&deployment=" + kProdDeployment, bundle);
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  const std::string id = Json::parse(accepted.body)["id"];
+  Json report = waitForReport(id);
+  ASSERT_EQ(report["status"], "failed") << report.dump(2);
+  EXPECT_EQ(report["phase"], "install");
+  EXPECT_EQ(report["error"]["reason"], "convex_version_mismatch");
+  const std::string message = report["error"]["message"];
+  EXPECT_NE(message.find("2.0.0"), std::string::npos) << message;
+  EXPECT_NE(message.find("1.x"), std::string::npos) << message;
+  EXPECT_EQ(report["convex"]["app_library_version"], "2.0.0");
+  EXPECT_EQ(report["convex"]["cli_version"], "1.49.0");
+  EXPECT_EQ(pushesTo(kProdDeployment, false), pushes_before);
+}
+
 TEST_F(DeployE2E, SyntaxErrorFailsWithTheCliErrorAndNoPush) {
   auto bundle = testsupport::exampleAppArchive()
                     .addFile("convex/broken.ts", "export const oops = ;\n")

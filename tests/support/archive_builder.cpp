@@ -118,6 +118,11 @@ ArchiveBuilder& ArchiveBuilder::replaceFile(const std::string& path, std::string
   return addFile(path, std::move(content));
 }
 
+ArchiveBuilder& ArchiveBuilder::removeEntry(const std::string& path) {
+  std::erase_if(entries_, [&](const RawEntry& entry) { return entry.path == path; });
+  return *this;
+}
+
 ArchiveBuilder& ArchiveBuilder::addDir(std::string path, unsigned mode) {
   return addRaw(RawEntry{std::move(path), EntryType::kDirectory, mode, {}, {}, {}});
 }

@@ -38,6 +38,7 @@ class ArchiveBuilder {
   ArchiveBuilder& addFile(std::string path, std::string content, unsigned mode = 0644);
   // Changes the content of the entry at `path` (adds it if there is none), keeping one entry.
   ArchiveBuilder& replaceFile(const std::string& path, std::string content);
+  ArchiveBuilder& removeEntry(const std::string& path);
   ArchiveBuilder& addDir(std::string path, unsigned mode = 0755);
   ArchiveBuilder& addSymlink(std::string path, std::string target);
   ArchiveBuilder& addHardlink(std::string path, std::string target);
