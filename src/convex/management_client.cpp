@@ -1,7 +1,12 @@
 #include "convex/management_client.h"
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <sstream>
+#include <thread>
+
+#include <sys/socket.h>
 
 #include <Poco/Net/Context.h>
 #include <Poco/Net/HTTPClientSession.h>
@@ -49,10 +54,51 @@ std::unique_ptr<Poco::Net::HTTPClientSession> openSession(const Poco::URI& uri,
   return session;
 }
 
+bool cancelled(const HttpOptions& options) { return options.cancel && options.cancel->load(); }
+
+// Ends a blocked exchange once `cancel` turns true. shutdown(2) on the raw descriptor wakes
+// the blocked read at once and touches no TLS state, which another thread owns; closing the
+// descriptor instead could hand its number to an unrelated file mid-read. Before the
+// connection exists the descriptor is -1 and the watch keeps trying.
+class CancelWatch {
+ public:
+  CancelWatch(const std::atomic<bool>* cancel, Poco::Net::HTTPClientSession& session) {
+    if (cancel == nullptr) return;
+    watcher_ = std::thread([this, cancel, &session] {
+      std::unique_lock lock(mutex_);
+      while (!done_) {
+        if (cancel->load()) {
+          const auto fd = session.socket().impl()->sockfd();
+          if (fd >= 0 && ::shutdown(fd, SHUT_RDWR) == 0) return;
+        }
+        wake_.wait_for(lock, std::chrono::milliseconds(50));
+      }
+    });
+  }
+  ~CancelWatch() {
+    if (!watcher_.joinable()) return;
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    wake_.notify_one();
+    watcher_.join();
+  }
+  CancelWatch(const CancelWatch&) = delete;
+  CancelWatch& operator=(const CancelWatch&) = delete;
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool done_ = false;
+  std::thread watcher_;
+};
+
 // One exchange; throws Poco exceptions on network failure (caught by the caller).
 HttpAnswer exchange(const Poco::URI& uri, const std::string& token, const std::string& body,
                     const HttpOptions& options) {
   auto session = openSession(uri, options);
+  const CancelWatch watch(options.cancel, *session);  // ends before `session` is destroyed
   Poco::Net::HTTPRequest request(Poco::Net::HTTPRequest::HTTP_POST, uri.getPathAndQuery(),
                                  Poco::Net::HTTPMessage::HTTP_1_1);
   request.set("Authorization", "Bearer " + token);
@@ -117,6 +163,7 @@ MintResult ManagementClient::createDeployKey(const DeployKeyRequest& request) co
 
   std::string last_network_error;
   for (int attempt = 1; attempt <= std::max(1, options_.attempts); ++attempt) {
+    if (cancelled(options_)) break;
     HttpAnswer answer;
     try {
       answer = exchange(uri, team_token_, body.dump(), options_);
@@ -127,6 +174,8 @@ MintResult ManagementClient::createDeployKey(const DeployKeyRequest& request) co
       last_network_error = e.what();
       continue;
     }
+    // An answer cut short by the cancel watch is not an answer.
+    if (cancelled(options_)) break;
     // Exactly 200 is success, as the CLI treats its provisioning calls.
     if (answer.status != 200) {
       result.error = errorFromAnswer(answer);
@@ -140,6 +189,10 @@ MintResult ManagementClient::createDeployKey(const DeployKeyRequest& request) co
       return result;
     }
     result.deploy_key = parsed["deployKey"].get<std::string>();
+    return result;
+  }
+  if (cancelled(options_)) {
+    result.error = ApiError{"cancelled", 0, "", "the call to " + uri.getHost() + " was cancelled"};
     return result;
   }
   result.error = ApiError{"network_error", 0, "",

@@ -198,7 +198,7 @@ void DeployPipeline::run(const DeployJob& job, const std::atomic<bool>& cancel) 
     // The key first: one API call that fails fast on a bad token or deployment name,
     // before npm spends seconds installing (a minted key lives far longer than an install).
     std::string key = job.deploy_key;
-    auto keyed = obtainDeployKey(job, report, key);
+    auto keyed = obtainDeployKey(job, report, key, cancel);
     if (!keyed.ok()) return finish(keyed.error);
     redactor.addSecret(key);
 
@@ -258,7 +258,8 @@ DeployPipeline::PhaseResult DeployPipeline::install(const DeployJob& job, Deploy
 
 DeployPipeline::PhaseResult DeployPipeline::obtainDeployKey(const DeployJob& job,
                                                             DeployReport& report,
-                                                            std::string& key) const {
+                                                            std::string& key,
+                                                            const std::atomic<bool>& cancel) const {
   if (!key.empty()) {
     report.key_source = "header";
     return {};
@@ -269,6 +270,7 @@ DeployPipeline::PhaseResult DeployPipeline::obtainDeployKey(const DeployJob& job
   const auto started = Clock::now();
 
   convex::HttpOptions http;
+  http.cancel = &cancel;
   if (auto it = settings_.env_passthrough.find("HTTPS_PROXY"); it != settings_.env_passthrough.end()) {
     http.https_proxy = it->second;
   }
@@ -284,6 +286,9 @@ DeployPipeline::PhaseResult DeployPipeline::obtainDeployKey(const DeployJob& job
       nowUnixMillis() + std::chrono::duration_cast<std::chrono::milliseconds>(settings_.deploy_key_ttl).count();
   auto minted = client.createDeployKey(request);
   report.timings_ms["deploy_key"] = millisSince(started);
+  if (minted.error && minted.error->reason == "cancelled") {
+    return {DeployError{"agent_stopped", "the agent stopped while a deploy key was being minted"}};
+  }
   if (minted.error) {
     const auto& e = *minted.error;
     std::string detail = e.code.empty() ? e.message : e.code + ": " + e.message;

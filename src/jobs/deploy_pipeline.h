@@ -36,7 +36,8 @@ class DeployPipeline {
   struct PhaseResult;
   PhaseResult install(const DeployJob& job, DeployReport& report, const Redactor& redactor,
                       const std::atomic<bool>& cancel) const;
-  PhaseResult obtainDeployKey(const DeployJob& job, DeployReport& report, std::string& key) const;
+  PhaseResult obtainDeployKey(const DeployJob& job, DeployReport& report, std::string& key,
+                              const std::atomic<bool>& cancel) const;
   PhaseResult push(const DeployJob& job, DeployReport& report, const std::string& key,
                    const Redactor& redactor, const std::atomic<bool>& cancel) const;
 

@@ -1,6 +1,7 @@
 // The agent's limits and lifecycle, each test with its own stand-in and agent processes.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 
@@ -19,6 +20,7 @@ using Json = nlohmann::json;
 namespace {
 
 const std::string kAgentToken = "lifecycle-agent-token-0123456789";
+const std::string kTeamToken = "lifecycle-team-token-0123456789";
 
 class AgentLifecycle : public ::testing::Test {
  protected:
@@ -27,7 +29,7 @@ class AgentLifecycle : public ::testing::Test {
                                               ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(state_dir_);
     standin_ = std::make_unique<ServerProcess>(testsupport::binaryDir() + "/bin/convex-standin",
-                                               std::vector<std::string>{"--listen", "127.0.0.1:0"},
+                                               std::vector<std::string>{"--listen", "127.0.0.1:0", "--team-token", kTeamToken},
                                                std::map<std::string, std::string>{});
   }
   void TearDown() override {
@@ -166,6 +168,43 @@ TEST_F(AgentLifecycle, DevOnceRetryingForeverIsKilledAtTheCliTimeout) {
   EXPECT_EQ(done["status"], "failed") << done.dump(2);
   EXPECT_EQ(done["error"]["reason"], "cli_timeout") << done.dump(2);
   EXPECT_TRUE(done["exit_code"].is_null());
+}
+
+TEST_F(AgentLifecycle, StopDuringAHungKeyMintIsPromptAndReported) {
+  // The Management API takes the call and answers only after ten minutes.
+  auto fault = httpRequest("POST", standin_->baseUrl() + "/_standin/faults", {},
+                           Json{{"method", "POST"},
+                                {"path", "/v1/deployments/happy-otter-123/create_deploy_key"},
+                                {"delay_ms", 600000}}
+                               .dump());
+  ASSERT_EQ(fault.status, 200) << fault.body;
+  startAgent({}, {{"CONVEX_TEAM_TOKEN", kTeamToken}});
+  auto accepted = httpRequest("POST", agent_->baseUrl() + "/v1/deploys?target=prod&deployment=happy-otter-123",
+                              {{"Authorization", "Bearer " + kAgentToken}, {"Content-Type", "application/gzip"}},
+                              exampleBundle());
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  const std::string id = Json::parse(accepted.body)["id"];
+
+  // The stand-in disarms the fault when the mint arrives; the report's long poll paces this.
+  bool mint_in_flight = false;
+  for (int i = 0; i < 30 && !mint_in_flight; ++i) {
+    Json now = report(id, 1);
+    ASSERT_NE(now["status"], "failed") << now.dump(2);
+    mint_in_flight = Json::parse(httpRequest("GET", standin_->baseUrl() + "/_standin/faults").body).empty();
+  }
+  ASSERT_TRUE(mint_in_flight) << "the agent never called create_deploy_key";
+
+  // Without cancellation the stop would wait out the HTTP timeout on every attempt (90 s).
+  const auto stopping = std::chrono::steady_clock::now();
+  EXPECT_EQ(agent_->stop(), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - stopping, std::chrono::seconds(10));
+  startAgent();
+  Json after = report(id, 0);
+  EXPECT_EQ(after["status"], "failed") << after.dump(2);
+  EXPECT_EQ(after["phase"], "deploy_key") << after.dump(2);
+  EXPECT_EQ(after["error"]["reason"], "agent_stopped") << after.dump(2);
+  EXPECT_NE(after["error"]["message"].get<std::string>().find("minted"), std::string::npos) << after.dump(2);
+  EXPECT_EQ(after.dump().find(kTeamToken), std::string::npos);
 }
 
 }  // namespace

@@ -1,7 +1,11 @@
 // The Management API client against the in-process stand-in on a real loopback socket.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 #include <Poco/Net/ServerSocket.h>
+#include <Poco/Net/StreamSocket.h>
 
 #include "convex/deploy_key.h"
 #include "convex/management_client.h"
@@ -91,6 +95,60 @@ TEST(ManagementClient, UnreachableHostIsANetworkError) {
   ASSERT_TRUE(minted.error);
   EXPECT_EQ(minted.error->reason, "network_error");
   EXPECT_EQ(minted.error->http_status, 0);
+}
+
+}  // namespace
+
+namespace {
+
+// A peer that accepts the call and never answers, as a hung API or a black-holed proxy does.
+TEST(ManagementClient, CancelEndsACallThatWouldWaitOutItsTimeout) {
+  Poco::Net::ServerSocket silent(Poco::Net::SocketAddress("127.0.0.1", 0));
+  HttpOptions options;
+  options.attempts = 2;
+  options.timeout = std::chrono::milliseconds(20000);
+  std::atomic<bool> cancel{false};
+  options.cancel = &cancel;
+  ManagementClient client("http://127.0.0.1:" + std::to_string(silent.address().port()), kTeamToken,
+                          options);
+  DeployKeyRequest r;
+  r.deployment_name = "happy-otter-123";
+  r.key_name = "x";
+
+  MintResult minted;
+  std::thread caller([&] { minted = client.createDeployKey(r); });
+  // The request has arrived: the client is now blocked reading the answer.
+  Poco::Net::StreamSocket connection = silent.acceptConnection();
+  char first_bytes[4] = {};
+  ASSERT_EQ(connection.receiveBytes(first_bytes, sizeof first_bytes), 4);
+  EXPECT_EQ(std::string(first_bytes, 4), "POST");
+  const auto cancelled_at = std::chrono::steady_clock::now();
+  cancel = true;
+  caller.join();
+
+  ASSERT_TRUE(minted.error);
+  EXPECT_EQ(minted.error->reason, "cancelled") << minted.error->message;
+  EXPECT_FALSE(minted.deploy_key);
+  // Not a retry after the cancel: one connection only, and nowhere near the 20 s timeout.
+  EXPECT_LT(std::chrono::steady_clock::now() - cancelled_at, std::chrono::seconds(5));
+  EXPECT_FALSE(silent.poll(Poco::Timespan(0), Poco::Net::Socket::SELECT_READ))
+      << "the client connected again after it was cancelled";
+}
+
+TEST(ManagementClient, AlreadyCancelledCallsNothing) {
+  Poco::Net::ServerSocket silent(Poco::Net::SocketAddress("127.0.0.1", 0));
+  std::atomic<bool> cancel{true};
+  HttpOptions options;
+  options.cancel = &cancel;
+  ManagementClient client("http://127.0.0.1:" + std::to_string(silent.address().port()), kTeamToken,
+                          options);
+  DeployKeyRequest r;
+  r.deployment_name = "happy-otter-123";
+  r.key_name = "x";
+  auto minted = client.createDeployKey(r);
+  ASSERT_TRUE(minted.error);
+  EXPECT_EQ(minted.error->reason, "cancelled");
+  EXPECT_FALSE(silent.poll(Poco::Timespan(0), Poco::Net::Socket::SELECT_READ));
 }
 
 }  // namespace
