@@ -53,13 +53,21 @@ fs::path locateAppRoot(const fs::path& root) {
 
 // A bundle's own node_modules is never trusted (it could hold anything, including native
 // binaries and postinstall results); dependencies are installed fresh from the registry.
-std::vector<fs::path> findNodeModules(const fs::path& app_root) {
+//
+// An .npmrc is npm configuration the bundle would choose for the agent's host: `git=./x.sh`
+// runs a program of the bundle's despite --ignore-scripts, and `registry=`, `proxy=` or
+// `strict-ssl=false` redirect or unprotect the install. npm reads the one at the project
+// root; every one goes, so none can take effect from a folder npm later treats as a root.
+std::vector<fs::path> findNodeModulesAndNpmrc(const fs::path& app_root) {
   std::vector<fs::path> found;
   for (auto it = fs::recursive_directory_iterator(app_root); it != fs::recursive_directory_iterator();
        ++it) {
-    if (it->path().filename() == "node_modules") {
+    const fs::path name = it->path().filename();
+    if (name == "node_modules") {
       found.push_back(it->path());
       it.disable_recursion_pending();
+    } else if (name == ".npmrc") {
+      found.push_back(it->path());
     }
   }
   return found;
@@ -78,7 +86,7 @@ std::vector<fs::path> findEnvFiles(const fs::path& app_root) {
 }
 
 std::vector<std::string> removeUntrustedContent(const fs::path& app_root) {
-  std::vector<fs::path> doomed = findNodeModules(app_root);
+  std::vector<fs::path> doomed = findNodeModulesAndNpmrc(app_root);
   for (fs::path& env_file : findEnvFiles(app_root)) doomed.push_back(std::move(env_file));
 
   std::vector<std::string> removed;

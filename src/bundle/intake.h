@@ -82,7 +82,7 @@ struct AppInspection {
   std::string functions_dir = "convex";  // from convex.json "functions", relative to app_root
   std::string convex_dependency;         // the version range the app declares for `convex`
   std::string lockfile;                  // "package-lock.json", "npm-shrinkwrap.json" or empty
-  std::vector<std::string> removed;      // untrusted paths deleted before install (node_modules, .env*)
+  std::vector<std::string> removed;      // untrusted paths deleted before install (node_modules, .npmrc, .env*)
 };
 
 struct InspectionResult {

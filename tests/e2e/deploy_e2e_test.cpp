@@ -257,6 +257,31 @@ TEST_F(DeployE2E, InstallScriptsOfTheBundleNeverRun) {
   EXPECT_FALSE(fs::exists(marker)) << "a bundle's install script ran on the agent's host";
 }
 
+TEST_F(DeployE2E, BundleNpmrcCannotRunAProgramDuringInstall) {
+  // npm runs its `git` setting for a git dependency, --ignore-scripts or not.
+  const fs::path marker = state_dir_ / "npmrc-git-ran";
+  Json package;
+  {
+    std::ifstream in(exampleApp() / "package.json");
+    package = Json::parse(in);
+  }
+  package["dependencies"]["left-pad"] = "git+ssh://git@127.0.0.1:1/left-pad.git";
+  auto bundle = testsupport::exampleAppArchive()
+                    .replaceFile("package.json", package.dump(2))
+                    .removeEntry("package-lock.json")
+                    .addFile(".npmrc", "git=./pwn.sh\n")
+                    .addFile("pwn.sh", "#!/bin/sh\necho ran > '" + marker.string() + "'\nexit 1\n", 0755)
+                    .build(ArchiveBuilder::Format::kTarGz);
+  auto accepted = postDeploy("target=prod&deployment=" + kProdDeployment, bundle);
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  const std::string id = Json::parse(accepted.body)["id"];
+  Json report = waitForReport(id);
+  EXPECT_EQ(report["status"], "failed") << report.dump(2);  // the git host does not exist
+  EXPECT_EQ(report["phase"], "install") << report.dump(2);
+  EXPECT_EQ(report["bundle"]["removed"], Json::array({".npmrc"})) << report.dump(2);
+  EXPECT_FALSE(fs::exists(marker)) << "the bundle's .npmrc made npm run the bundle's program";
+}
+
 TEST_F(DeployE2E, AppOnAnotherConvexMajorIsRefusedBeforeAnyPush) {
   // The pinned CLI would bundle the app against a convex library of another major version.
   // A `file:` dependency installs "convex 2.0.0" without a registry.

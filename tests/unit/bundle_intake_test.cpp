@@ -832,6 +832,20 @@ TEST_F(BundleInspectTest, NodeModulesAndEnvFilesAreRemoved) {
   EXPECT_TRUE(fs::exists(root() / "convex/messages.ts"));
 }
 
+TEST_F(BundleInspectTest, NpmrcFilesAreRemovedWherever) {
+  writeApp(root());
+  writeFile(root() / ".npmrc", "git=./pwn.sh\nregistry=http://evil.example/\n");
+  writeFile(root() / "packages/lib/.npmrc", "strict-ssl=false\n");
+  writeFile(root() / "pwn.sh", "#!/bin/sh\n");
+
+  const InspectionResult result = inspectApp(root());
+  ASSERT_TRUE(result.ok()) << result.error->reason << ": " << result.error->message;
+  EXPECT_EQ(result.app->removed, (std::vector<std::string>{".npmrc", "packages/lib/.npmrc"}));
+  EXPECT_FALSE(fs::exists(root() / ".npmrc"));
+  EXPECT_FALSE(fs::exists(root() / "packages/lib/.npmrc"));
+  EXPECT_TRUE(fs::exists(root() / "pwn.sh"));  // inert once nothing names it
+}
+
 TEST_F(BundleInspectTest, FunctionsOnlyInsideNodeModulesDoNotCount) {
   writeApp(root());
   fs::remove(root() / "convex/messages.ts");

@@ -19,6 +19,9 @@ TEST(ChildEnvironment, IsBuiltFromNothingAndHoldsNoAgentSecrets) {
   EXPECT_EQ(env.at("TMPDIR"), "/state/jobs/dep_x/work/tmp");
   EXPECT_EQ(env.at("CI"), "1");
   EXPECT_EQ(env.at("npm_config_cache"), "/var/cache/npm");
+  // npm's user and global config files are the job's own, never shared or the toolchain's.
+  EXPECT_EQ(env.at("npm_config_userconfig").rfind("/state/jobs/dep_x/work/", 0), 0u);
+  EXPECT_EQ(env.at("npm_config_globalconfig").rfind("/state/jobs/dep_x/work/", 0), 0u);
   EXPECT_EQ(env.at("HTTPS_PROXY"), "http://proxy.internal:3128");
   EXPECT_EQ(env.at("NODE_EXTRA_CA_CERTS"), "/etc/ssl/extra.pem");
   EXPECT_FALSE(env.count("SOMETHING_FROM_THE_AGENT"));
