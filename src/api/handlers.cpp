@@ -1,6 +1,8 @@
 #include "api/handlers.h"
 
 #include <fstream>
+#include <optional>
+#include <set>
 
 #include <Poco/Net/HTMLForm.h>
 #include <Poco/Net/HTTPServerRequest.h>
@@ -27,6 +29,7 @@ constexpr int kMaxWaitSeconds = 60;
 // Read-only view of the query string; a missing parameter reads as "" and is never inserted.
 class QueryParameters {
  public:
+  // RouteFactory has refused repeated names already (firstRepeatedParameter), so no value is lost.
   explicit QueryParameters(const HTTPServerRequest& request) {
     for (const auto& [name, value] : Poco::URI(request.getURI()).getQueryParameters()) values_[name] = value;
   }
@@ -41,16 +44,29 @@ class QueryParameters {
   std::map<std::string, std::string> values_;
 };
 
+// `?target=dev&target=prod` must not quietly become one of the two: which one wins is a
+// parser detail, and here it decides whether production is pushed.
+std::optional<std::string> firstRepeatedParameter(const Poco::URI::QueryParameters& parameters) {
+  std::set<std::string> seen;
+  for (const auto& [name, value] : parameters) {
+    if (!seen.insert(name).second) return name;
+  }
+  return std::nullopt;
+}
+
 class FixedProblemHandler : public Poco::Net::HTTPRequestHandler {
  public:
-  explicit FixedProblemHandler(Problem problem) : problem_(std::move(problem)) {}
+  explicit FixedProblemHandler(Problem problem, std::string allow = "")
+      : problem_(std::move(problem)), allow_(std::move(allow)) {}
   void handleRequest(HTTPServerRequest&, HTTPServerResponse& response) override {
     if (problem_.status == 401) response.set("WWW-Authenticate", "Bearer");
+    if (!allow_.empty()) response.set("Allow", allow_);
     sendProblem(response, problem_);
   }
 
  private:
   Problem problem_;
+  std::string allow_;  // the methods a 405 names
 };
 
 bool authorized(const HTTPServerRequest& request, const std::string& token) {
@@ -99,6 +115,8 @@ Problem intakeProblem(const bundle::IntakeError& error) {
   problem.detail = error.message;
   if (!error.entry.empty()) problem.extra["entry"] = error.entry;
   if (!error.limit.empty()) problem.extra["limit"] = error.limit;
+  // A refusal of the archive as a whole (corrupt, not what Content-Type said) names the body.
+  if (error.entry.empty() && error.limit.empty()) problem.extra["field"] = "body";
   return problem;
 }
 
@@ -210,13 +228,15 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
                   {{"limit", "max_archive_bytes"}});
   }
   if (*received == 0) {
-    return refuse(400, "empty_body", "Empty body", "the request body must be the bundle archive");
+    return refuse(400, "empty_body", "Empty body", "the request body must be the bundle archive",
+                  {{"field", "body"}});
   }
   const auto format = bundle::detectFormat(request.getContentType(), first_bytes);
   if (format == bundle::Format::kUnknown) {
     return refuse(415, "unsupported_format", "Unsupported bundle format",
                   "the body is not a gzip'd tar, tar or zip archive (Content-Type '" +
-                      request.getContentType() + "' and the first bytes say neither)");
+                      request.getContentType() + "' and the first bytes say neither)",
+                  {{"field", "body"}});
   }
   auto extracted = bundle::extractArchive(upload, format, job_dir / "work" / "bundle", settings.intake_limits);
   if (!extracted.ok()) return sendProblem(response, intakeProblem(*extracted.error));
@@ -314,17 +334,24 @@ void GetDeployLogHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
 
 Poco::Net::HTTPRequestHandler* RouteFactory::createRequestHandler(const HTTPServerRequest& request) {
   std::string path;
+  std::optional<std::string> repeated;
   try {
     Poco::URI uri(request.getURI());
-    uri.getQueryParameters();  // handlers read them later; a bad escape is refused here
+    repeated = firstRepeatedParameter(uri.getQueryParameters());  // a bad escape throws here
     path = uri.getPath();
   } catch (const Poco::Exception& e) {
-    return new FixedProblemHandler({400, "invalid_uri", "Invalid request URI", e.displayText(), {}});
+    return new FixedProblemHandler({400, "invalid_uri", "Invalid request URI", e.displayText(), {{"field", "uri"}}});
+  }
+  if (repeated) {
+    return new FixedProblemHandler({400, "duplicate_parameter", "Repeated query parameter",
+                                    "'" + *repeated + "' is given more than once; give it once",
+                                    {{"field", *repeated}}});
   }
   const std::string& method = request.getMethod();
   auto methodNotAllowed = [&](const std::string& allowed) {
     return new FixedProblemHandler({405, "method_not_allowed", "Method not allowed",
-                                    method + " is not allowed on " + path + "; use " + allowed, {}});
+                                    method + " is not allowed on " + path + "; use " + allowed, {}},
+                                   allowed);
   };
 
   if (path == "/healthz") {

@@ -13,7 +13,7 @@ void sendProblem(Poco::Net::HTTPServerResponse& response, const Problem& problem
   // A refusal may come before the request body was read; closing the connection keeps an
   // unread body from being parsed as the next request.
   response.setKeepAlive(false);
-  response.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(problem.status));
+  response.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(problem.status));
   response.setContentType("application/problem+json");
   response.setContentLength(static_cast<std::streamsize>(text.size()));
   response.send() << text;
@@ -21,14 +21,14 @@ void sendProblem(Poco::Net::HTTPServerResponse& response, const Problem& problem
 
 void sendJson(Poco::Net::HTTPServerResponse& response, int status, const nlohmann::json& body) {
   const std::string text = body.dump(2);
-  response.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
+  response.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
   response.setContentType("application/json");
   response.setContentLength(static_cast<std::streamsize>(text.size()));
   response.send() << text;
 }
 
 void sendText(Poco::Net::HTTPServerResponse& response, int status, const std::string& body) {
-  response.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
+  response.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
   response.setContentType("text/plain; charset=utf-8");
   response.setContentLength(static_cast<std::streamsize>(body.size()));
   response.send() << body;

@@ -105,6 +105,7 @@ HttpResult httpRequest(const std::string& method, const std::string& url,
   std::istream& in = session.receiveResponse(response);
   HttpResult result;
   result.status = static_cast<int>(response.getStatus());
+  result.reason_phrase = response.getReason();
   for (const auto& [name, value] : response) result.headers[name] = value;
   result.body.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   return result;

@@ -33,6 +33,7 @@ class ServerProcess {
 
 struct HttpResult {
   int status = 0;
+  std::string reason_phrase;  // as sent on the status line
   std::map<std::string, std::string> headers;
   std::string body;
 };

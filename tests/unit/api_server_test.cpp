@@ -83,12 +83,53 @@ TEST_F(ApiServerTest, MalformedUriIsABadRequest) {
   auto bad = call("POST", "/v1/deploys?target=%zz", appBundle());
   EXPECT_EQ(bad.status, 400);
   EXPECT_EQ(Json::parse(bad.body)["reason"], "invalid_uri");
+  EXPECT_EQ(Json::parse(bad.body)["field"], "uri");
+}
+
+TEST_F(ApiServerTest, RepeatedParameterIsRefusedNotResolved) {
+  // Whichever value won, the caller meant both: here one of them is production.
+  auto twice = call("POST", "/v1/deploys?target=dev&target=prod&deployment=a-b-1", appBundle());
+  EXPECT_EQ(twice.status, 400);
+  Json problem = Json::parse(twice.body);
+  EXPECT_EQ(problem["reason"], "duplicate_parameter");
+  EXPECT_EQ(problem["field"], "target");
+  EXPECT_EQ(std::distance(fs::directory_iterator(state_ / "jobs"), fs::directory_iterator()), 0);
+  EXPECT_EQ(call("GET", "/v1/deploys/dep_000000000000000000000000?wait=0&wait=5").status, 400);
+}
+
+TEST_F(ApiServerTest, StatusLinesCarryTheirReasonPhrase) {
+  EXPECT_EQ(httpRequest("GET", server_->baseUrl() + "/healthz").reason_phrase, "OK");
+  EXPECT_EQ(httpRequest("GET", server_->baseUrl() + "/v1/deploys").reason_phrase, "Unauthorized");
+  EXPECT_EQ(call("GET", "/v2/nothing").reason_phrase, "Not Found");
+  auto accepted = call("POST", "/v1/deploys?target=prod", appBundle(),
+                       {{"Convex-Deploy-Key", "prod:a-b-1|caller-secret-0123456789"}});
+  EXPECT_EQ(accepted.status, 202);
+  EXPECT_EQ(accepted.reason_phrase, "Accepted");
+}
+
+TEST_F(ApiServerTest, BodyProblemsNameTheBody) {
+  auto empty = call("POST", "/v1/deploys?target=prod&deployment=a-b-1", "");
+  EXPECT_EQ(empty.status, 400);
+  EXPECT_EQ(Json::parse(empty.body)["field"], "body");
+  auto not_an_archive = call("POST", "/v1/deploys?target=prod&deployment=a-b-1", "hello, world",
+                             {{"Content-Type", "text/plain"}});
+  EXPECT_EQ(not_an_archive.status, 415);
+  EXPECT_EQ(Json::parse(not_an_archive.body)["field"], "body");
+  // Content-Type says zip, the bytes are gzip.
+  auto mismatch = call("POST", "/v1/deploys?target=prod&deployment=a-b-1", appBundle(),
+                       {{"Content-Type", "application/zip"}});
+  EXPECT_EQ(mismatch.status, 422) << mismatch.body;
+  EXPECT_EQ(Json::parse(mismatch.body)["field"], "body") << mismatch.body;
 }
 
 TEST_F(ApiServerTest, UnknownRoutesAndMethods) {
   EXPECT_EQ(call("GET", "/v2/nothing").status, 404);
-  EXPECT_EQ(call("GET", "/v1/deploys").status, 405);
-  EXPECT_EQ(call("DELETE", "/v1/deploys/dep_000000000000000000000000").status, 405);
+  auto wrong_method = call("GET", "/v1/deploys");
+  EXPECT_EQ(wrong_method.status, 405);
+  EXPECT_EQ(wrong_method.headers["Allow"], "POST");
+  auto cannot_delete = call("DELETE", "/v1/deploys/dep_000000000000000000000000");
+  EXPECT_EQ(cannot_delete.status, 405);
+  EXPECT_EQ(cannot_delete.headers["Allow"], "GET");
   EXPECT_EQ(call("GET", "/v1/deploys/../../etc/passwd").status, 404);
 }
 
