@@ -24,6 +24,10 @@ void JobRunner::stop() {
   workers_.clear();
   std::lock_guard lock(mutex_);
   for (const auto& job : queue_) {
+    // Its unpacked app and upload go as a finished job's do; nothing will ever read them.
+    std::error_code ignored;
+    std::filesystem::remove_all(job.job_dir / "work", ignored);
+    std::filesystem::remove(job.job_dir / "bundle.upload", ignored);
     if (auto report = store_.get(job.id)) {
       report->status = DeployStatus::kFailed;
       report->error = DeployError{"agent_stopped", "the agent stopped before this deploy started"};

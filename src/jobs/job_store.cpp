@@ -18,7 +18,17 @@ size_t JobStore::recover() {
   size_t interrupted = 0;
   for (const auto& entry : fs::directory_iterator(jobs_dir_)) {
     const fs::path report_path = entry.path() / "report.json";
-    if (!entry.is_directory() || !fs::exists(report_path)) continue;
+    if (!entry.is_directory()) continue;
+    if (!fs::exists(report_path)) {
+      // The agent died while receiving or unpacking this upload: it was never accepted (no
+      // id was answered), so nobody can ask for it and nothing of it is kept.
+      if (isValidDeployId(entry.path().filename().string())) {
+        spdlog::info("removing {}: an upload the agent never accepted", entry.path().string());
+        std::error_code ignored;
+        fs::remove_all(entry.path(), ignored);
+      }
+      continue;
+    }
     DeployReport report;
     try {
       std::ifstream in(report_path);
@@ -29,9 +39,10 @@ size_t JobStore::recover() {
     }
     std::error_code ignored;
     fs::remove_all(entry.path() / kTrashDirName, ignored);
+    // The upload is needed only until the job ends; one left behind was cut off mid-cleanup.
+    fs::remove(entry.path() / "bundle.upload", ignored);
     if (!isTerminal(report.status)) {
       fs::remove_all(entry.path() / "work", ignored);
-      fs::remove(entry.path() / "bundle.upload", ignored);
       // The deploy key lived only in memory, so the job cannot be resumed; say so plainly.
       report.status = DeployStatus::kFailed;
       report.error = DeployError{"agent_restarted",

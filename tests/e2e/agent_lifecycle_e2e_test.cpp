@@ -178,12 +178,16 @@ TEST_F(AgentLifecycle, StopDuringAHungKeyMintIsPromptAndReported) {
                                 {"delay_ms", 600000}}
                                .dump());
   ASSERT_EQ(fault.status, 200) << fault.body;
-  startAgent({}, {{"CONVEX_TEAM_TOKEN", kTeamToken}});
+  startAgent({"--workers", "1"}, {{"CONVEX_TEAM_TOKEN", kTeamToken}});
   auto accepted = httpRequest("POST", agent_->baseUrl() + "/v1/deploys?target=prod&deployment=happy-otter-123",
                               {{"Authorization", "Bearer " + kAgentToken}, {"Content-Type", "application/gzip"}},
                               exampleBundle());
   ASSERT_EQ(accepted.status, 202) << accepted.body;
   const std::string id = Json::parse(accepted.body)["id"];
+  // With one worker, a second deploy waits in the queue behind the hung one.
+  auto queued = post("target=prod", exampleBundle(), mintKey("happy-otter-123"));
+  ASSERT_EQ(queued.status, 202) << queued.body;
+  const std::string queued_id = Json::parse(queued.body)["id"];
 
   // The stand-in disarms the fault when the mint arrives; the report's long poll paces this.
   bool mint_in_flight = false;
@@ -205,6 +209,16 @@ TEST_F(AgentLifecycle, StopDuringAHungKeyMintIsPromptAndReported) {
   EXPECT_EQ(after["error"]["reason"], "agent_stopped") << after.dump(2);
   EXPECT_NE(after["error"]["message"].get<std::string>().find("minted"), std::string::npos) << after.dump(2);
   EXPECT_EQ(after.dump().find(kTeamToken), std::string::npos);
+
+  Json never_started = report(queued_id, 0);
+  EXPECT_EQ(never_started["status"], "failed") << never_started.dump(2);
+  EXPECT_EQ(never_started["error"]["reason"], "agent_stopped") << never_started.dump(2);
+  // What stays of either: the report (and the logs of what ran), never the upload or app.
+  for (const std::string& job : {id, queued_id}) {
+    EXPECT_FALSE(fs::exists(state_dir_ / "state/jobs" / job / "work")) << job;
+    EXPECT_FALSE(fs::exists(state_dir_ / "state/jobs" / job / "bundle.upload")) << job;
+    EXPECT_TRUE(fs::exists(state_dir_ / "state/jobs" / job / "report.json")) << job;
+  }
 }
 
 }  // namespace

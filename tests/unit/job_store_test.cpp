@@ -72,6 +72,31 @@ TEST(JobStore, RecoveryFailsInterruptedJobsAndKeepsFinishedOnes) {
   fs::remove_all(dir);
 }
 
+TEST(JobStore, RecoveryRemovesUploadsThatWereNeverAccepted) {
+  auto dir = freshDir("orphan");
+  const std::string never_accepted = da::newDeployId();
+  auto done = queuedReport();
+  done.status = da::DeployStatus::kFailed;
+  {
+    da::JobStore store(dir);
+    store.put(done);
+  }
+  // A crash mid-upload: a job folder without a report; and a stop that left an upload.
+  fs::create_directories(dir / never_accepted / "work/bundle");
+  std::ofstream(dir / never_accepted / "bundle.upload") << "half an archive";
+  std::ofstream(dir / done.id / "bundle.upload") << "archive";
+  fs::create_directories(dir / "not-a-job");
+
+  da::JobStore restarted(dir);
+  EXPECT_EQ(restarted.recover(), 0u);
+  EXPECT_FALSE(fs::exists(dir / never_accepted));
+  EXPECT_FALSE(restarted.get(never_accepted));
+  EXPECT_FALSE(fs::exists(dir / done.id / "bundle.upload"));
+  EXPECT_TRUE(fs::exists(dir / done.id / "report.json"));
+  EXPECT_TRUE(fs::exists(dir / "not-a-job")) << "only folders named like a job are the store's";
+  fs::remove_all(dir);
+}
+
 TEST(JobStore, WaitForTerminalWakesOnCompletion) {
   auto dir = freshDir("wait");
   da::JobStore store(dir);
