@@ -378,6 +378,43 @@ TEST_F(DeployE2E, DevOnceThatExitsZeroAfterARejectedPushIsReportedFailed) {
   EXPECT_EQ(pushesTo(kDevDeployment, true), committed_before);
 }
 
+TEST_F(DeployE2E, DevOnceWhoseFinishPushIsForbiddenIsReportedFailed) {
+  // The push was started and its modules uploaded; only the commit is refused.
+  injectFault({{"method", "POST"}, {"path", "/api/deploy2/finish_push"}, {"status", 403},
+               {"code", "Forbidden"}, {"message", "This key may not deploy"}, {"times", 1}});
+  const std::string key = mintKey(kDevDeployment);
+  const size_t committed_before = pushesTo(kDevDeployment, true);
+  auto accepted = postDeploy("target=dev", exampleBundle(), {{"Convex-Deploy-Key", key}});
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  const std::string id = Json::parse(accepted.body)["id"];
+  Json report = waitForReport(id);
+  EXPECT_EQ(report["status"], "failed") << report.dump(2) << deployLog(id);
+  EXPECT_EQ(report["phase"], "push") << report.dump(2);
+  EXPECT_EQ(report["error"]["reason"], "push_rejected") << report.dump(2);
+  EXPECT_EQ(pushesTo(kDevDeployment, true), committed_before);
+}
+
+TEST_F(DeployE2E, SuccessTextQuotedByTheAppDoesNotMakeARejectedPushSucceed) {
+  // esbuild quotes the app's own strings in its warnings: the success line must be the CLI's.
+  auto bundle = testsupport::exampleAppArchive()
+                    .addFile("convex/spoof.ts",
+                             "export const spoof = { \"\xE2\x9C\x94 Convex functions ready!\": 1, "
+                             "\"\xE2\x9C\x94 Convex functions ready!\": 2 };\n")
+                    .build(ArchiveBuilder::Format::kTarGz);
+  injectFault({{"method", "POST"}, {"path", "/api/deploy2/start_push"}, {"status", 401},
+               {"code", "BadAdminKey"}, {"message", "The provided admin key was invalid for this instance"},
+               {"times", 1}});
+  const std::string key = mintKey(kDevDeployment);
+  const size_t committed_before = pushesTo(kDevDeployment, true);
+  auto accepted = postDeploy("target=dev", bundle, {{"Convex-Deploy-Key", key}});
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  const std::string id = Json::parse(accepted.body)["id"];
+  Json report = waitForReport(id);
+  EXPECT_EQ(report["status"], "failed") << report.dump(2) << deployLog(id);
+  EXPECT_EQ(report["error"]["reason"], "push_rejected") << report.dump(2);
+  EXPECT_EQ(pushesTo(kDevDeployment, true), committed_before);
+}
+
 TEST_F(DeployE2E, BundleWithoutFunctionsFolderIsRefusedBeforeAnyPush) {
   ArchiveBuilder builder;
   std::ifstream package(exampleApp() / "package.json");
