@@ -1,11 +1,17 @@
 #include "config.h"
 
+#include <algorithm>
+#include <cctype>
+#include <chrono>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include <Poco/AutoPtr.h>
 #include <Poco/Util/PropertyFileConfiguration.h>
 #include <nlohmann/json.hpp>
+
+#include "sandbox/process.h"
 
 namespace agent {
 
@@ -23,7 +29,7 @@ struct SettingSpec {
 
 const std::vector<SettingSpec>& settingSpecs() {
   static const std::vector<SettingSpec> specs = {
-      {"listen", "DEPLOY_AGENT_LISTEN", "listen", "HOST:PORT to serve on (default 127.0.0.1:8080; port 0 picks one)"},
+      {"listen", "DEPLOY_AGENT_LISTEN", "listen", "HOST:PORT to serve on, IPv6 as [::1]:PORT (default 127.0.0.1:8080; port 0 picks one)"},
       {"state-dir", "DEPLOY_AGENT_STATE_DIR", "state_dir", "where jobs, reports and logs live (default ./.state)"},
       {"token-file", "DEPLOY_AGENT_TOKEN_FILE", "token_file", "file holding the agent's API token (or DEPLOY_AGENT_TOKEN)"},
       {"convex-url", "DEPLOY_AGENT_CONVEX_URL", "convex_url", "Convex cloud origin (default https://api.convex.dev)"},
@@ -41,10 +47,10 @@ const std::vector<SettingSpec>& settingSpecs() {
       {"max-bundle-bytes", "DEPLOY_AGENT_MAX_BUNDLE_BYTES", "max_bundle_bytes", "largest accepted upload (default 104857600)"},
       {"max-unpacked-bytes", "DEPLOY_AGENT_MAX_UNPACKED_BYTES", "max_unpacked_bytes", "largest unpacked bundle (default 536870912)"},
       {"max-entries", "DEPLOY_AGENT_MAX_ENTRIES", "max_entries", "most entries in a bundle (default 20000)"},
-      {"env-passthrough", "DEPLOY_AGENT_ENV_PASSTHROUGH", "env_passthrough", "comma-separated variables passed to npm and the CLI"},
+      {"env-passthrough", "DEPLOY_AGENT_ENV_PASSTHROUGH", "env_passthrough", "comma-separated variables passed to npm and the CLI (never DEPLOY_AGENT_* or CONVEX_*)"},
       {"deploy-key-actions", "DEPLOY_AGENT_DEPLOY_KEY_ACTIONS", "deploy_key_actions", "allowedActions of minted keys, comma-separated; 'all' for the API default"},
       {"keep-workdirs", "DEPLOY_AGENT_KEEP_WORKDIRS", "keep_workdirs", "keep unpacked apps after a job (true/false)"},
-      {"config", "DEPLOY_AGENT_CONFIG", "", "properties file with any of the keys above"},
+      {"config", "DEPLOY_AGENT_CONFIG", "", "properties file with any of the keys above (underscores, e.g. state_dir); an unknown key is an error"},
   };
   return specs;
 }
@@ -54,6 +60,79 @@ const SettingSpec* findSpec(const std::string& flag) {
     if (flag == spec.flag) return &spec;
   }
   return nullptr;
+}
+
+const SettingSpec* findSpecByKey(const std::string& key) {
+  for (const auto& spec : settingSpecs()) {
+    if (*spec.key && key == spec.key) return &spec;
+  }
+  return nullptr;
+}
+
+// For a properties key nobody reads: the key the writer most likely meant, written as a flag
+// (state-dir), as an environment variable (DEPLOY_AGENT_STATE_DIR) or in another case.
+const SettingSpec* likelyMeantSpec(const std::string& key) {
+  std::string normalized = key;
+  for (char& c : normalized) c = c == '-' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const auto& spec : settingSpecs()) {
+    if (!*spec.key) continue;
+    std::string env_lower = spec.env;
+    for (char& c : env_lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (normalized == spec.key || normalized == env_lower) return &spec;
+  }
+  return nullptr;
+}
+
+bool isEnvironmentName(const std::string& name) {
+  auto letter = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; };
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  return !name.empty() && letter(name.front()) &&
+         std::all_of(name.begin(), name.end(), [&](char c) { return letter(c) || digit(c); });
+}
+
+bool startsWithIgnoringCase(const std::string& text, const std::string& upper_prefix) {
+  if (text.size() < upper_prefix.size()) return false;
+  for (size_t i = 0; i < upper_prefix.size(); ++i) {
+    if (std::toupper(static_cast<unsigned char>(text[i])) != upper_prefix[i]) return false;
+  }
+  return true;
+}
+
+// Why `name` may not be passed through to npm and the CLI, or nullopt when it may. Case is
+// ignored: a lower-case twin of these names has no legitimate use, so refusing it costs nothing.
+std::optional<std::string> passthroughRefusal(const std::string& name) {
+  if (!isEnvironmentName(name)) {
+    return "env-passthrough: '" + name +
+           "' is not an environment variable name (letters, digits and _, not starting with a digit)";
+  }
+  if (startsWithIgnoringCase(name, "DEPLOY_AGENT_")) {
+    return "env-passthrough: " + name +
+           " is one of the agent's own settings or secrets and is never passed to npm or the CLI; remove it";
+  }
+  // CONVEX_TEAM_TOKEN, CONVEX_DEPLOY_KEY, CONVEX_OVERRIDE_ACCESS_TOKEN, CONVEX_SELF_HOSTED_*...
+  if (startsWithIgnoringCase(name, "CONVEX_")) {
+    return "env-passthrough: " + name +
+           " is a Convex secret or CLI setting; the agent sets the CONVEX_ variables the CLI needs itself, "
+           "and one taken from its environment could send the push elsewhere; remove it";
+  }
+  return std::nullopt;
+}
+
+std::string trimmed(std::string text) {
+  size_t first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) return {};
+  return text.substr(first, text.find_last_not_of(" \t\r\n") - first + 1);
+}
+
+void collectPropertyKeys(const Poco::Util::AbstractConfiguration& config, const std::string& prefix,
+                         std::map<std::string, std::string>& out) {
+  Poco::Util::AbstractConfiguration::Keys keys;
+  config.keys(prefix, keys);
+  for (const auto& key : keys) {
+    const std::string full = prefix.empty() ? key : prefix + "." + key;
+    if (config.has(full)) out[full] = config.getString(full);
+    collectPropertyKeys(config, full, out);
+  }
 }
 
 std::string readSecretFile(const std::string& path, std::vector<std::string>& errors, const char* what) {
@@ -86,10 +165,15 @@ void parseNumber(const std::string& name, const std::string& text, Number min, N
   try {
     size_t used = 0;
     long long value = std::stoll(text, &used);
-    if (used != text.size() || value < static_cast<long long>(min)) throw std::invalid_argument(text);
+    // Every minimum is >= 0, so past this check the unsigned comparison is exact.
+    if (used != text.size() || value < static_cast<long long>(min) ||
+        static_cast<unsigned long long>(value) > static_cast<unsigned long long>(std::numeric_limits<Number>::max())) {
+      throw std::invalid_argument(text);
+    }
     out = static_cast<Number>(value);
   } catch (const std::exception&) {
-    errors.push_back(name + " must be a whole number >= " + std::to_string(min) + ", got '" + text + "'");
+    errors.push_back(name + " must be a whole number from " + std::to_string(min) + " to " +
+                     std::to_string(std::numeric_limits<Number>::max()) + ", got '" + text + "'");
   }
 }
 
@@ -142,11 +226,85 @@ std::map<std::string, std::string> parseFlags(const std::vector<std::string>& ar
 
 std::map<std::string, std::string> loadPropertiesFile(const std::string& path) {
   Poco::AutoPtr<Poco::Util::PropertyFileConfiguration> file(new Poco::Util::PropertyFileConfiguration(path));
-  Poco::Util::AbstractConfiguration::Keys keys;
-  file->keys(keys);
   std::map<std::string, std::string> out;
-  for (const auto& key : keys) out[key] = file->getString(key);
+  // Poco splits keys at dots; walking the tree gives back "a.b" whole instead of a bare "a".
+  collectPropertyKeys(*file, "", out);
   return out;
+}
+
+std::optional<ListenAddress> parseListenAddress(const std::string& text, std::string& error) {
+  const std::string expected =
+      "listen must be HOST:PORT (an IPv6 host in brackets, e.g. [::1]:8080), got '" + text + "'";
+  ListenAddress address;
+  std::string port_text;
+  if (!text.empty() && text.front() == '[') {
+    size_t close = text.find(']');
+    if (close == std::string::npos || close == 1 || close + 1 >= text.size() || text[close + 1] != ':') {
+      error = expected;
+      return std::nullopt;
+    }
+    address.host = text.substr(1, close - 1);
+    port_text = text.substr(close + 2);
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+      error = expected;
+      return std::nullopt;
+    }
+    address.host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+    // Without brackets "::1:8080" could be host ::1 port 8080 or host ::1:8080 with no port.
+    if (address.host.find(':') != std::string::npos) {
+      error = "listen: an IPv6 host goes in brackets, e.g. [::1]:8080; got '" + text + "'";
+      return std::nullopt;
+    }
+  }
+  const bool digits_only = !port_text.empty() && port_text.size() <= 5 &&
+                           std::all_of(port_text.begin(), port_text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits_only || std::stoul(port_text) > 65535) {
+    error = "listen port must be a whole number from 0 to 65535, got '" + port_text + "' in '" + text + "'";
+    return std::nullopt;
+  }
+  address.port = static_cast<uint16_t>(std::stoul(port_text));
+  return address;
+}
+
+std::optional<std::string> checkNodeVersion(const da::Settings& settings) {
+  constexpr auto kTimeout = std::chrono::seconds(10);
+  const std::string node = settings.toolchain.node.string();
+  const std::string fix = "; run scripts/setup.sh (it installs the pinned Node 22), or pass --node with Node >= 22";
+  sandbox::ProcessSpec spec;
+  spec.executable = node;
+  spec.args = {"--version"};
+  spec.working_dir = "/";
+  spec.limits.wallTime(kTimeout).outputBytes(4096);
+  std::string output;
+  auto run = sandbox::runProcess(spec, [&](std::string_view chunk) { output += chunk; });
+  output = trimmed(output);
+  switch (run.status) {
+    case sandbox::Status::kOk:
+      break;
+    case sandbox::Status::kTimedOut:
+      return "node at " + node + " did not answer --version within " + std::to_string(kTimeout.count()) + " s" + fix;
+    case sandbox::Status::kExitedNonZero:
+      return "node at " + node + " --version exited with code " + std::to_string(run.exit_code) +
+             (output.empty() ? "" : " ('" + output.substr(0, 200) + "')") + fix;
+    default:
+      return "cannot run node at " + node + ": " +
+             (run.reason.empty() ? std::string(sandbox::statusName(run.status)) : run.reason) + fix;
+  }
+  // `node --version` prints "v22.23.3".
+  int major = -1;
+  if (output.size() >= 2 && output.front() == 'v' && std::isdigit(static_cast<unsigned char>(output[1]))) {
+    major = std::atoi(output.c_str() + 1);
+  }
+  if (major < 0) {
+    return "node at " + node + " printed '" + output.substr(0, 200) + "' for --version, not a Node version" + fix;
+  }
+  if (major < 22) {
+    return "node at " + node + " is " + output + "; the Convex CLI needs Node 22 or newer" + fix;
+  }
+  return std::nullopt;
 }
 
 ConfigResult resolveSettings(const ConfigInput& input) {
@@ -165,25 +323,23 @@ ConfigResult resolveSettings(const ConfigInput& input) {
   };
 
   if (auto listen = lookup("listen")) {
-    auto colon = listen->rfind(':');
-    if (colon == std::string::npos || colon == 0) {
-      errors.push_back("listen must be HOST:PORT, got '" + *listen + "'");
+    std::string error;
+    if (auto address = parseListenAddress(*listen, error)) {
+      s.listen_host = address->host;
+      s.listen_port = address->port;
     } else {
-      s.listen_host = listen->substr(0, colon);
-      if (s.listen_host.size() > 2 && s.listen_host.front() == '[') s.listen_host = s.listen_host.substr(1, s.listen_host.size() - 2);
-      uint16_t port = 0;
-      parseNumber("listen port", listen->substr(colon + 1), uint16_t{0}, port, errors);
-      s.listen_port = port;
+      errors.push_back(error);
     }
   }
   s.state_dir = fs::absolute(lookup("state-dir").value_or(".state"));
 
+  const size_t errors_before_token = errors.size();
   if (auto path = lookup("token-file")) {
     s.api_token = readSecretFile(*path, errors, "API token");
   } else if (auto it = input.env.find("DEPLOY_AGENT_TOKEN"); it != input.env.end()) {
     s.api_token = it->second;
   }
-  if (s.api_token.empty() && errors.empty()) {
+  if (s.api_token.empty() && errors.size() == errors_before_token) {  // an unreadable file said so already
     errors.push_back("no API token: set DEPLOY_AGENT_TOKEN or --token-file; every route but /healthz requires it");
   } else if (!s.api_token.empty() && s.api_token.size() < 16) {
     errors.push_back("the API token is shorter than 16 characters; use a random one (e.g. `openssl rand -hex 24`)");
@@ -240,12 +396,32 @@ ConfigResult resolveSettings(const ConfigInput& input) {
   if (auto v = lookup("max-bundle-bytes")) parseNumber("max-bundle-bytes", *v, uint64_t{1}, s.intake_limits.max_archive_bytes, errors);
   if (auto v = lookup("max-unpacked-bytes")) parseNumber("max-unpacked-bytes", *v, uint64_t{1}, s.intake_limits.max_unpacked_bytes, errors);
   if (auto v = lookup("max-entries")) parseNumber("max-entries", *v, uint64_t{1}, s.intake_limits.max_entries, errors);
-  if (auto v = lookup("env-passthrough")) s.env_passthrough_names = splitList(*v);
+  if (auto v = lookup("env-passthrough")) {
+    s.env_passthrough_names.clear();
+    for (const auto& name : splitList(*v)) {
+      if (auto refusal = passthroughRefusal(name)) {
+        errors.push_back(*refusal);
+      } else {
+        s.env_passthrough_names.push_back(name);
+      }
+    }
+  }
   if (auto v = lookup("deploy-key-actions")) {
     s.deploy_key_actions = *v == "all" ? std::vector<std::string>{} : splitList(*v);
   }
   for (const auto& name : s.env_passthrough_names) {
     if (auto it = input.env.find(name); it != input.env.end()) s.env_passthrough[name] = it->second;
+  }
+  const std::string file_name = input.file_path.empty() ? "the config file" : input.file_path;
+  for (const auto& [key, value] : input.file) {
+    if (findSpecByKey(key)) continue;
+    std::string message = "unknown key '" + key + "' in " + file_name;
+    if (const SettingSpec* meant = likelyMeantSpec(key)) {
+      message += "; did you mean '" + std::string(meant->key) + "'? (file keys use underscores)";
+    } else {
+      message += " (deploy-agent --help lists the keys)";
+    }
+    errors.push_back(message);
   }
   return result;
 }

@@ -47,8 +47,8 @@ class DeployAgentApp : public Poco::Util::ServerApplication {
     try {
       server.start();
     } catch (const Poco::Exception& e) {
-      spdlog::error("cannot listen on {}:{}: {} (is the port in use? --listen HOST:0 picks a free port)",
-                    settings_.listen_host, settings_.listen_port, e.displayText());
+      spdlog::error("cannot listen on {}: {} (is the port in use? --listen HOST:0 picks a free port)",
+                    da::api::formatHostPort(settings_.listen_host, settings_.listen_port), e.displayText());
       runner.stop();
       return EXIT_OSERR;
     }
@@ -112,6 +112,7 @@ int main(int argc, char** argv) {
   input.env = environmentMap();
   input.executable_path = fs::read_symlink("/proc/self/exe").string();
   std::string config_file = flags.count("config") ? flags["config"] : input.env["DEPLOY_AGENT_CONFIG"];
+  input.file_path = config_file;
   if (!config_file.empty()) {
     try {
       input.file = agent::loadPropertiesFile(config_file);
@@ -121,6 +122,10 @@ int main(int argc, char** argv) {
     }
   }
   auto resolved = agent::resolveSettings(input);
+  // resolveSettings reports a missing node; an old one would otherwise fail every deploy, late.
+  if (fs::exists(resolved.settings.toolchain.node)) {
+    if (auto problem = agent::checkNodeVersion(resolved.settings)) resolved.errors.push_back(*problem);
+  }
   if (!resolved.errors.empty()) {
     for (const auto& message : resolved.errors) std::cerr << "deploy-agent: config: " << message << "\n";
     return 78;  // EX_CONFIG

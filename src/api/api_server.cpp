@@ -6,6 +6,11 @@
 
 namespace da::api {
 
+std::string formatHostPort(const std::string& host, uint16_t port) {
+  const bool ipv6 = host.find(':') != std::string::npos;
+  return (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
 ApiServer::ApiServer(ApiContext context) : context_(context) {}
 
 ApiServer::~ApiServer() { stop(); }
@@ -35,7 +40,7 @@ void ApiServer::stop() {
 uint16_t ApiServer::port() const { return server_ ? server_->port() : 0; }
 
 std::string ApiServer::baseUrl() const {
-  return "http://" + context_.settings.listen_host + ":" + std::to_string(port());
+  return "http://" + formatHostPort(context_.settings.listen_host, port());
 }
 
 }  // namespace da::api

@@ -1,6 +1,7 @@
 // The agent's HTTP API: a Poco HTTPServer on the configured address with RouteFactory.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -10,6 +11,9 @@
 
 namespace da::api {
 
+// "HOST:PORT", with an IPv6 host in brackets ("[::1]:8080") as URLs and --listen write it.
+std::string formatHostPort(const std::string& host, uint16_t port);
+
 class ApiServer {
  public:
   explicit ApiServer(ApiContext context);
@@ -18,7 +22,7 @@ class ApiServer {
   void start();                  // binds (port 0 picks a free port) and starts serving
   void stop();
   uint16_t port() const;
-  std::string baseUrl() const;   // "http://HOST:PORT"
+  std::string baseUrl() const;   // "http://HOST:PORT", "http://[::1]:PORT"
 
  private:
   ApiContext context_;

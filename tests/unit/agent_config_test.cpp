@@ -3,8 +3,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "api/api_server.h"
 #include "config.h"
 
 namespace fs = std::filesystem;
@@ -33,18 +35,50 @@ const fs::path& scratch() {
   return dir.path();
 }
 
+// Written beside its final name and renamed into place: rewriting a script in place while it
+// may still be executing fails with ETXTBSY.
+void writeExecutable(const fs::path& path, const std::string& text, fs::perms mode) {
+  fs::path staging = path;
+  staging += ".new";
+  std::ofstream(staging) << text;
+  fs::permissions(staging, mode);
+  fs::rename(staging, path);
+}
+
+constexpr fs::perms kExecutable = fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec;
+
+// A fake node that answers --version like `node` does.
+fs::path fakeNode(const std::string& name, const std::string& version_line) {
+  fs::path path = scratch() / name;
+  writeExecutable(path, "#!/bin/sh\necho '" + version_line + "'\n", kExecutable);
+  return path;
+}
+
 // A fake toolchain folder: resolveSettings only checks that the files exist and reads the
-// CLI's package.json version.
+// CLI's package.json version; checkNodeVersion runs bin/node --version.
 fs::path fakeToolchain() {
   fs::path dir = scratch() / "toolchain";
   fs::create_directories(dir / "bin");
   fs::create_directories(dir / "node_modules/convex/bin");
   fs::create_directories(dir / "node_modules/npm/bin");
-  std::ofstream(dir / "bin/node") << "";
+  writeExecutable(dir / "bin/node", "#!/bin/sh\necho v22.23.3\n", kExecutable);
   std::ofstream(dir / "node_modules/convex/bin/main.js") << "";
   std::ofstream(dir / "node_modules/npm/bin/npm-cli.js") << "";
   std::ofstream(dir / "node_modules/convex/package.json") << R"({"name":"convex","version":"1.49.0"})";
   return dir;
+}
+
+bool anyErrorMentions(const std::vector<std::string>& errors, const std::string& text) {
+  for (const auto& error : errors) {
+    if (error.find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+std::string joined(const std::vector<std::string>& errors) {
+  std::string out;
+  for (const auto& error : errors) out += error + "\n";
+  return out;
 }
 
 agent::ConfigInput baseInput() {
@@ -149,4 +183,181 @@ TEST(AgentConfig, BadNumbersNameTheSetting) {
   auto result = agent::resolveSettings(input);
   ASSERT_FALSE(result.errors.empty());
   EXPECT_NE(result.errors.front().find("workers"), std::string::npos);
+}
+
+TEST(AgentConfig, PassthroughRefusesTheAgentsOwnSecretsAndSettings) {
+  for (const std::string name : {"DEPLOY_AGENT_TOKEN", "DEPLOY_AGENT_TOKEN_FILE", "DEPLOY_AGENT_CONVEX_URL",
+                                 "CONVEX_TEAM_TOKEN", "CONVEX_TEAM_TOKEN_FILE", "CONVEX_DEPLOY_KEY",
+                                 "CONVEX_OVERRIDE_ACCESS_TOKEN", "CONVEX_SELF_HOSTED_ADMIN_KEY",
+                                 "CONVEX_SELF_HOSTED_URL", "CONVEX_PROVISION_HOST", "convex_deploy_key"}) {
+    auto input = baseInput();
+    // Set, so that a refusal that still captured the value would show. Some of these are
+    // settings too, and a made-up value may add an error of its own: look for the refusal.
+    input.env.emplace(name, "secret-value");
+    input.flags["env-passthrough"] = "HTTPS_PROXY," + name;
+    auto result = agent::resolveSettings(input);
+    EXPECT_TRUE(anyErrorMentions(result.errors, "env-passthrough: " + name + " is ")) << joined(result.errors);
+    EXPECT_FALSE(result.settings.env_passthrough.count(name)) << name;
+  }
+}
+
+TEST(AgentConfig, PassthroughRefusesSecretsFromEverySource) {
+  auto input = baseInput();
+  input.env["DEPLOY_AGENT_ENV_PASSTHROUGH"] = "CONVEX_TEAM_TOKEN";
+  EXPECT_TRUE(anyErrorMentions(agent::resolveSettings(input).errors, "CONVEX_TEAM_TOKEN"));
+  input.env.erase("DEPLOY_AGENT_ENV_PASSTHROUGH");
+  input.file["env_passthrough"] = "DEPLOY_AGENT_TOKEN";
+  EXPECT_TRUE(anyErrorMentions(agent::resolveSettings(input).errors, "DEPLOY_AGENT_TOKEN"));
+}
+
+TEST(AgentConfig, PassthroughRefusesWhatIsNotAVariableName) {
+  for (const std::string name : {"1PROXY", "HTTPS-PROXY", "A=B", "NAME WITH SPACE", "caf\xc3\xa9"}) {
+    auto input = baseInput();
+    input.flags["env-passthrough"] = name;
+    auto result = agent::resolveSettings(input);
+    ASSERT_EQ(result.errors.size(), 1u) << name << ": " << joined(result.errors);
+    EXPECT_NE(result.errors.front().find("'" + name + "'"), std::string::npos) << result.errors.front();
+    EXPECT_NE(result.errors.front().find("not an environment variable name"), std::string::npos);
+  }
+}
+
+TEST(AgentConfig, PassthroughAcceptsOrdinaryNames) {
+  auto input = baseInput();
+  input.flags["env-passthrough"] = "HTTPS_PROXY, no_proxy,NODE_EXTRA_CA_CERTS,npm_config_cafile,_CORP_CA";
+  input.env["_CORP_CA"] = "/etc/ca.pem";
+  auto result = agent::resolveSettings(input);
+  ASSERT_TRUE(result.errors.empty()) << joined(result.errors);
+  EXPECT_EQ(result.settings.env_passthrough.at("_CORP_CA"), "/etc/ca.pem");
+  EXPECT_EQ(result.settings.env_passthrough_names.size(), 5u);
+}
+
+TEST(AgentConfig, UnknownFileKeyIsAnErrorNamingKeyAndFile) {
+  fs::path file = scratch() / "typo.properties";
+  std::ofstream(file) << "workerz = 5\nlisten.host = 127.0.0.1\n";
+  auto input = baseInput();
+  input.file = agent::loadPropertiesFile(file.string());
+  input.file_path = file.string();
+  auto result = agent::resolveSettings(input);
+  ASSERT_EQ(result.errors.size(), 2u) << joined(result.errors);
+  EXPECT_TRUE(anyErrorMentions(result.errors, "unknown key 'workerz' in " + file.string()));
+  // A dotted key stays whole, not cut to a "listen" that would pass.
+  EXPECT_TRUE(anyErrorMentions(result.errors, "unknown key 'listen.host'"));
+}
+
+TEST(AgentConfig, FileKeyWrittenLikeAFlagOrVariableSuggestsTheKey) {
+  auto input = baseInput();
+  input.file["state-dir"] = "/x";
+  input.file["DEPLOY_AGENT_MAX_QUEUED"] = "3";
+  input.file_path = "agent.properties";
+  auto result = agent::resolveSettings(input);
+  ASSERT_EQ(result.errors.size(), 2u) << joined(result.errors);
+  EXPECT_TRUE(anyErrorMentions(result.errors, "unknown key 'state-dir' in agent.properties; did you mean 'state_dir'?"));
+  EXPECT_TRUE(anyErrorMentions(result.errors, "did you mean 'max_queued'?"));
+  // Neither took effect: a key that is refused must not half-work.
+  EXPECT_NE(result.settings.state_dir, fs::path("/x"));
+}
+
+TEST(AgentConfig, UnknownFileKeyDoesNotHideAMissingToken) {
+  auto input = baseInput();
+  input.env.erase("DEPLOY_AGENT_TOKEN");
+  input.file["workerz"] = "5";
+  auto result = agent::resolveSettings(input);
+  EXPECT_TRUE(anyErrorMentions(result.errors, "workerz"));
+  EXPECT_TRUE(anyErrorMentions(result.errors, "DEPLOY_AGENT_TOKEN"));
+}
+
+TEST(AgentConfig, NodeVersionCheckAcceptsNode22) {
+  auto result = agent::resolveSettings(baseInput());
+  ASSERT_TRUE(result.errors.empty()) << joined(result.errors);
+  auto problem = agent::checkNodeVersion(result.settings);
+  EXPECT_FALSE(problem) << *problem;
+  result.settings.toolchain.node = fakeNode("node24", "v24.0.0");
+  problem = agent::checkNodeVersion(result.settings);
+  EXPECT_FALSE(problem) << *problem;
+}
+
+TEST(AgentConfig, NodeOlderThan22IsRefusedNamingPathVersionAndFix) {
+  auto input = baseInput();
+  const fs::path old_node = fakeNode("node20", "v20.1.0");
+  input.flags["node"] = old_node.string();
+  auto result = agent::resolveSettings(input);
+  ASSERT_TRUE(result.errors.empty()) << joined(result.errors);
+  auto problem = agent::checkNodeVersion(result.settings);
+  ASSERT_TRUE(problem);
+  EXPECT_NE(problem->find(old_node.string()), std::string::npos) << *problem;
+  EXPECT_NE(problem->find("v20.1.0"), std::string::npos) << *problem;
+  EXPECT_NE(problem->find("scripts/setup.sh"), std::string::npos) << *problem;
+  EXPECT_NE(problem->find("--node"), std::string::npos) << *problem;
+}
+
+TEST(AgentConfig, NodeThatCannotRunIsRefused) {
+  auto settings = agent::resolveSettings(baseInput()).settings;
+  // Exists but is not executable: what an empty placeholder or a lost chmod leaves.
+  settings.toolchain.node = scratch() / "node-not-executable";
+  writeExecutable(settings.toolchain.node, "", fs::perms::owner_read | fs::perms::owner_write);
+  auto problem = agent::checkNodeVersion(settings);
+  ASSERT_TRUE(problem);
+  EXPECT_NE(problem->find(settings.toolchain.node.string()), std::string::npos) << *problem;
+  EXPECT_NE(problem->find("scripts/setup.sh"), std::string::npos) << *problem;
+
+  settings.toolchain.node = scratch() / "node-that-fails";
+  writeExecutable(settings.toolchain.node, "#!/bin/sh\necho 'broken install' >&2\nexit 3\n", kExecutable);
+  problem = agent::checkNodeVersion(settings);
+  ASSERT_TRUE(problem);
+  EXPECT_NE(problem->find("code 3"), std::string::npos) << *problem;
+
+  settings.toolchain.node = fakeNode("not-node", "hello");
+  problem = agent::checkNodeVersion(settings);
+  ASSERT_TRUE(problem);
+  EXPECT_NE(problem->find("'hello'"), std::string::npos) << *problem;
+}
+
+TEST(AgentConfig, ListenAcceptsBracketedIPv6) {
+  auto input = baseInput();
+  input.flags["listen"] = "[::1]:8080";
+  auto result = agent::resolveSettings(input);
+  ASSERT_TRUE(result.errors.empty()) << joined(result.errors);
+  EXPECT_EQ(result.settings.listen_host, "::1");
+  EXPECT_EQ(result.settings.listen_port, 8080);
+}
+
+TEST(AgentConfig, ListenAddressParsing) {
+  std::string error;
+  auto address = agent::parseListenAddress("[::]:0", error);
+  ASSERT_TRUE(address) << error;
+  EXPECT_EQ(address->host, "::");
+  EXPECT_EQ(address->port, 0);
+  address = agent::parseListenAddress("localhost:65535", error);
+  ASSERT_TRUE(address) << error;
+  EXPECT_EQ(address->host, "localhost");
+  EXPECT_EQ(address->port, 65535);
+
+  for (const std::string bad : {"::1:8080", "[::1]", "[::1]8080", "[]:80", "8080", ":8080", "host:", "host:65536",
+                                "host:-1", "host:80x", "[::1:80"}) {
+    error.clear();
+    EXPECT_FALSE(agent::parseListenAddress(bad, error)) << bad;
+    EXPECT_NE(error.find("listen"), std::string::npos) << bad << ": " << error;
+  }
+  agent::parseListenAddress("::1:8080", error);
+  EXPECT_NE(error.find("brackets"), std::string::npos) << error;
+}
+
+TEST(AgentConfig, HostPortIsFormattedAsAUrlWritesIt) {
+  EXPECT_EQ(da::api::formatHostPort("::1", 45777), "[::1]:45777");
+  EXPECT_EQ(da::api::formatHostPort("127.0.0.1", 8080), "127.0.0.1:8080");
+  EXPECT_EQ(da::api::formatHostPort("localhost", 0), "localhost:0");
+  // What --listen takes back is what was printed.
+  std::string error;
+  auto address = agent::parseListenAddress(da::api::formatHostPort("fe80::1", 9000), error);
+  ASSERT_TRUE(address) << error;
+  EXPECT_EQ(address->host, "fe80::1");
+  EXPECT_EQ(address->port, 9000);
+}
+
+TEST(AgentConfig, NumbersOutOfRangeAreRefusedNotWrapped) {
+  auto input = baseInput();
+  input.flags["workers"] = "4294967297";  // 2^32 + 1 would wrap to 1
+  auto result = agent::resolveSettings(input);
+  ASSERT_FALSE(result.errors.empty());
+  EXPECT_NE(result.errors.front().find("workers"), std::string::npos) << result.errors.front();
 }
