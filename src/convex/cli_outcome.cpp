@@ -1,6 +1,6 @@
 #include "convex/cli_outcome.h"
 
-#include <regex>
+#include <algorithm>
 #include <sstream>
 #include <vector>
 
@@ -8,6 +8,10 @@ namespace da::convex {
 
 namespace {
 
+constexpr std::string_view kSuccessMarker = "✔";
+constexpr std::string_view kFailureMarker = "✖";
+constexpr std::string_view kBannerMarker = "▌";
+constexpr std::string_view kBannerUrlMarker = "└─ ";
 constexpr std::string_view kDeploySuccess = "Deployed Convex functions to ";
 constexpr std::string_view kDevSuccess = "Convex functions ready!";
 constexpr size_t kMaxMessageBytes = 600;
@@ -26,20 +30,88 @@ bool contains(std::string_view haystack, std::string_view needle) {
   return haystack.find(needle) != std::string_view::npos;
 }
 
+// The line as a reader sees where it begins: indentation and carriage returns left by
+// spinners do not hide a marker.
+std::string_view visibleStart(std::string_view line) {
+  size_t start = line.find_first_not_of(" \t\r");
+  return start == std::string_view::npos ? std::string_view() : line.substr(start);
+}
+
+// Removes `prefix` from the front of `text`; false (and `text` untouched) when it is not there.
+bool consumePrefix(std::string_view& text, std::string_view prefix) {
+  if (!text.starts_with(prefix)) return false;
+  text.remove_prefix(prefix.size());
+  return true;
+}
+
+bool consumeSpaces(std::string_view& text) {
+  size_t count = text.find_first_not_of(' ');
+  if (count == 0) return false;
+  text.remove_prefix(count == std::string_view::npos ? text.size() : count);
+  return true;
+}
+
+bool isDigit(char c) { return c >= '0' && c <= '9'; }
+
+bool consumeDigits(std::string_view& text, size_t min_count, size_t max_count) {
+  size_t count = 0;
+  while (count < text.size() && count < max_count && isDigit(text[count])) ++count;
+  if (count < min_count) return false;
+  text.remove_prefix(count);
+  return true;
+}
+
+// `10:11:12`, or `10:11:12 AM` should the CLI ever format the time for a 12-hour locale.
+bool consumeClockTime(std::string_view& text) {
+  std::string_view rest = text;
+  if (!consumeDigits(rest, 1, 2) || !consumePrefix(rest, ":") || !consumeDigits(rest, 2, 2) ||
+      !consumePrefix(rest, ":") || !consumeDigits(rest, 2, 2)) {
+    return false;
+  }
+  if (!consumePrefix(rest, " AM")) consumePrefix(rest, " PM");
+  text = rest;
+  return true;
+}
+
+// Only the CLI's own success line counts, so it must start the line: app code can make esbuild
+// quote any text inside a warning ("Duplicate key \"✔ Convex functions ready!\"").
+// `✔ 10:11:12 Convex functions ready! (613.67ms)`; the time and duration are optional.
+bool isDevSuccessLine(std::string_view line) {
+  std::string_view rest = visibleStart(line);
+  if (!consumePrefix(rest, kSuccessMarker) || !consumeSpaces(rest)) return false;
+  if (consumeClockTime(rest) && !consumeSpaces(rest)) return false;
+  if (!consumePrefix(rest, kDevSuccess)) return false;
+  return rest.empty() || rest.starts_with(" (");
+}
+
+// The deployment URL of `✔ Deployed Convex functions to <url>`, or nothing for any other line.
+std::optional<std::string> deploySuccessUrl(std::string_view line) {
+  std::string_view rest = visibleStart(line);
+  if (!consumePrefix(rest, kSuccessMarker) || !consumeSpaces(rest) || !consumePrefix(rest, kDeploySuccess)) {
+    return std::nullopt;
+  }
+  std::string_view url = rest.substr(0, rest.find_first_of(" \t"));
+  if (!url.starts_with("http://") && !url.starts_with("https://")) return std::nullopt;
+  return std::string(url);
+}
+
+// The URL of the target banner's `▌ └─ <url>` line, or an empty string for any other line.
+std::string bannerUrl(std::string_view line) {
+  std::string_view rest = visibleStart(line);
+  if (!consumePrefix(rest, kBannerMarker)) return {};
+  rest = visibleStart(rest);
+  if (!consumePrefix(rest, kBannerUrlMarker)) return {};
+  return std::string(rest.substr(0, rest.find_first_of(" \t")));
+}
+
+bool isFailureLine(std::string_view line) { return visibleStart(line).starts_with(kFailureMarker); }
+
 std::string trimmed(std::string s) {
   size_t start = s.find_first_not_of(" \t");
   size_t end = s.find_last_not_of(" \t");
   s = start == std::string::npos ? std::string() : s.substr(start, end - start + 1);
   if (s.size() > kMaxMessageBytes) s = s.substr(0, kMaxMessageBytes) + "...";
   return s;
-}
-
-std::string urlAfter(const std::string& line, std::string_view marker) {
-  size_t pos = line.find(marker);
-  if (pos == std::string::npos) return {};
-  std::string rest = line.substr(pos + marker.size());
-  size_t end = rest.find_first_of(" \t");
-  return end == std::string::npos ? rest : rest.substr(0, end);
 }
 
 // The first line carrying a failure marker, with the lines that explain it.
@@ -61,8 +133,9 @@ std::string failureMessage(const std::vector<std::string>& all) {
   std::string first_failure;
   for (size_t i = 0; i < all.size(); ++i) {
     const std::string& line = all[i];
-    if (!contains(line, "✖")) continue;
-    std::string message = trimmed(line.substr(line.find("✖") + std::string_view("✖").size()));
+    // A marker quoted inside some other line (an esbuild warning about app code) is not the CLI's.
+    if (!isFailureLine(line)) continue;
+    std::string message = trimmed(line.substr(line.find(kFailureMarker) + kFailureMarker.size()));
     // "✖ Error: Unable to start push to <url>" is followed by the line saying why.
     if (contains(message, "Unable to") && i + 1 < all.size() && !trimmed(all[i + 1]).empty()) {
       return trimmed(message + ": " + trimmed(all[i + 1]));
@@ -102,8 +175,31 @@ std::string failureReason(const std::string& text) {
 }  // namespace
 
 std::string stripAnsi(std::string_view text) {
-  static const std::regex kAnsi("\x1B\\[[0-9;?]*[ -/]*[@-~]");
-  return std::regex_replace(std::string(text), kAnsi, "");
+  // By hand rather than with std::regex, whose libstdc++ engine recurses once per repeated
+  // character and overflows the stack on a long parameter run in untrusted output.
+  // Removes what `\x1B\[[0-9;?]*[ -/]*[@-~]` matches: a CSI sequence with its final byte.
+  auto isParameter = [](char c) { return (c >= '0' && c <= '9') || c == ';' || c == '?'; };
+  auto isIntermediate = [](char c) { return c >= ' ' && c <= '/'; };
+  auto isFinal = [](char c) { return c >= '@' && c <= '~'; };
+  std::string out;
+  out.reserve(text.size());
+  size_t pos = 0;
+  while (pos < text.size()) {
+    if (text[pos] == '\x1B' && pos + 1 < text.size() && text[pos + 1] == '[') {
+      size_t end = pos + 2;
+      while (end < text.size() && isParameter(text[end])) ++end;
+      while (end < text.size() && isIntermediate(text[end])) ++end;
+      if (end < text.size() && isFinal(text[end])) {
+        pos = end + 1;
+        continue;
+      }
+    }
+    // Not a complete sequence: the scan above stopped before any later escape byte, so resuming
+    // at the next character keeps the whole pass linear.
+    out.push_back(text[pos]);
+    ++pos;
+  }
+  return out;
 }
 
 CliOutcome judgeCliRun(Target target, std::optional<int> exit_code, std::string_view output) {
@@ -111,23 +207,28 @@ CliOutcome judgeCliRun(Target target, std::optional<int> exit_code, std::string_
   const auto all = lines(text);
   CliOutcome outcome;
 
+  std::optional<size_t> success_line;
   std::string success_url;
-  bool saw_success = false;
-  for (const auto& line : all) {
-    if (target == Target::kProd && contains(line, "✔") && contains(line, kDeploySuccess)) {
-      saw_success = true;
-      success_url = urlAfter(line, kDeploySuccess);
+  for (size_t i = 0; i < all.size(); ++i) {
+    const std::string& line = all[i];
+    if (target == Target::kProd) {
+      if (auto url = deploySuccessUrl(line)) {
+        success_line = i;
+        success_url = *url;
+      }
     }
-    if (target == Target::kDev && contains(line, "✔") && contains(line, kDevSuccess)) {
-      saw_success = true;
-    }
-    if (outcome.deployment_url.empty() && contains(line, "└─ ")) {
-      outcome.deployment_url = urlAfter(line, "└─ ");
-    }
+    if (target == Target::kDev && isDevSuccessLine(line)) success_line = i;
+    if (outcome.deployment_url.empty()) outcome.deployment_url = bannerUrl(line);
   }
   if (!success_url.empty()) outcome.deployment_url = success_url;
 
-  if (exit_code == 0 && saw_success) {
+  // A failure after the success line means the success line was not the CLI's last word: a
+  // spoofed one printed during bundling, followed by a rejected push.
+  bool failed_after_success =
+      success_line && std::any_of(all.begin() + static_cast<std::ptrdiff_t>(*success_line) + 1, all.end(),
+                                  [](const std::string& line) { return isFailureLine(line); });
+
+  if (exit_code == 0 && success_line && !failed_after_success) {
     outcome.succeeded = true;
     return outcome;
   }
