@@ -1,6 +1,7 @@
 // Client for the Convex Management API (https://api.convex.dev/v1 or a stand-in): the calls
 // the agent makes with a team access token. Every call returns a typed result; nothing
-// throws past this module, and no token or minted key appears in an error message.
+// throws past this module, and no token, proxy password or minted key appears in an error
+// message.
 #pragma once
 
 #include <atomic>
@@ -10,20 +11,16 @@
 #include <string>
 #include <vector>
 
+#include "convex/http_options.h"
+
 namespace da::convex {
 
-struct HttpOptions {
-  std::chrono::milliseconds timeout{30000};
-  int attempts = 3;                  // network errors only: every HTTP status is an answer
-  std::string https_proxy;           // "http://host:port", from HTTPS_PROXY
-  std::string ca_file;               // extra CA bundle (SSL_CERT_FILE / NODE_EXTRA_CA_CERTS)
-  // When it turns true (the agent is stopping), a call in flight ends within ~50 ms with
-  // reason "cancelled" instead of waiting out `timeout` on every attempt.
-  const std::atomic<bool>* cancel = nullptr;
-};
-
 struct ApiError {
-  std::string reason;      // "unauthorized", "not_found", "bad_request", "server_error", "network_error", "bad_response", "cancelled"
+  // "unauthorized", "not_found", "bad_request", "server_error", "network_error",
+  // "bad_response", "cancelled", "config_error" (HttpOptions::config_error, or a CA location
+  // that cannot be loaded; nothing was sent), "proxy_error" (the proxy refused us: HTTP 407
+  // or another 4xx to CONNECT; not retried)
+  std::string reason;
   int http_status = 0;     // 0 when no response came
   std::string code;        // the API's `code`, e.g. "DeploymentNotFound"
   std::string message;     // the API's `message`, or what went wrong on the wire

@@ -274,14 +274,9 @@ DeployPipeline::PhaseResult DeployPipeline::obtainDeployKey(const DeployJob& job
   store_.put(report);
   const auto started = Clock::now();
 
-  convex::HttpOptions http;
+  // The proxy and certificates the CLI gets, so this call works wherever the CLI's does.
+  convex::HttpOptions http = convex::httpOptionsFromEnvironment(settings_.env_passthrough, settings_.convex_url);
   http.cancel = &cancel;
-  if (auto it = settings_.env_passthrough.find("HTTPS_PROXY"); it != settings_.env_passthrough.end()) {
-    http.https_proxy = it->second;
-  }
-  if (auto it = settings_.env_passthrough.find("SSL_CERT_FILE"); it != settings_.env_passthrough.end()) {
-    http.ca_file = it->second;
-  }
   convex::ManagementClient client(settings_.convex_url, settings_.team_token, http);
   convex::DeployKeyRequest request;
   request.deployment_name = job.deployment_name;
