@@ -36,6 +36,8 @@ elif [ -n "${CONVEX_TEAM_TOKEN:-}" ] && [ -n "${DEPLOY_AGENT_DEPLOYMENT:-}" ]; t
   QUERY="$QUERY&deployment=$DEPLOY_AGENT_DEPLOYMENT"
 else
   echo "run: no Convex credentials configured: deploying to the LOCAL CONVEX STAND-IN (tests/standin), not the Convex cloud"
+  # A configured proxy still serves npm's registry, but the stand-in is on loopback.
+  export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}"
   STANDIN_TEAM_TOKEN="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   start_server standin "$BIN/convex-standin" --listen 127.0.0.1:0 --team-token "$STANDIN_TEAM_TOKEN"
   STANDIN_URL="$SERVER_URL"

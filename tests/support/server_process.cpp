@@ -1,5 +1,7 @@
 #include "support/server_process.h"
 
+#include <cctype>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -35,6 +37,14 @@ std::string readLine(int fd) {
   }
 }
 
+// Test servers talk only to loopback: a proxy set on the developer's machine would carry the
+// agent's and the CLI's calls to the stand-in off the host (neither bypasses loopback unless
+// NO_PROXY says so), so proxy variables are never inherited.
+bool isProxyVariable(std::string name) {
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name == "http_proxy" || name == "https_proxy" || name == "all_proxy" || name == "no_proxy";
+}
+
 }  // namespace
 
 ServerProcess::ServerProcess(const std::string& executable, const std::vector<std::string>& args,
@@ -45,7 +55,8 @@ ServerProcess::ServerProcess(const std::string& executable, const std::vector<st
   std::vector<std::string> env_strings;
   for (char** e = environ; *e; ++e) {
     std::string entry(*e);
-    if (!env.count(entry.substr(0, entry.find('=')))) env_strings.push_back(entry);
+    const std::string name = entry.substr(0, entry.find('='));
+    if (!env.count(name) && !isProxyVariable(name)) env_strings.push_back(entry);
   }
   for (const auto& [name, value] : env) env_strings.push_back(name + "=" + value);
   std::vector<char*> envp;
