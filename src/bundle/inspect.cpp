@@ -2,6 +2,7 @@
 // runs in it, and whether it is a Convex app the CLI can push without wiping a deployment.
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,7 @@ constexpr std::string_view kMacMetadataDir = "__MACOSX";  // added by macOS "Com
 constexpr std::string_view kDefaultFunctionsDir = "convex";
 constexpr std::string_view kGeneratedDir = "_generated";  // written by codegen, not by the app
 constexpr uintmax_t kMaxConfigFileBytes = 1 << 20;
+constexpr uintmax_t kMaxLockfileBytes = 64 << 20;  // large apps' lockfiles run to megabytes
 constexpr std::string_view kFunctionSourceExtensions[] = {".ts", ".js", ".tsx",
                                                           ".jsx", ".mjs", ".cjs"};
 constexpr std::string_view kEmptyPushWarning =
@@ -100,11 +102,12 @@ std::vector<std::string> removeUntrustedContent(const fs::path& app_root) {
 
 // Reads a small JSON config file that must hold an object; refuses with `reason` otherwise,
 // quoting the parser's line and column.
-json readJsonObject(const fs::path& path, const std::string& reason) {
+json readJsonObject(const fs::path& path, const std::string& reason,
+                    uintmax_t max_bytes = kMaxConfigFileBytes) {
   const std::string name = path.filename().string();
   if (!isRegularFile(path)) refuse(reason, name + " is not a regular file", name);
-  if (fs::file_size(path) > kMaxConfigFileBytes) {
-    refuse(reason, name + " is larger than " + std::to_string(kMaxConfigFileBytes) + " bytes", name);
+  if (fs::file_size(path) > max_bytes) {
+    refuse(reason, name + " is larger than " + std::to_string(max_bytes) + " bytes", name);
   }
   std::ifstream in(path, std::ios::binary);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -139,6 +142,99 @@ std::string convexDependency(const json& package) {
          "package.json does not declare \"convex\" in dependencies, devDependencies or "
          "peerDependencies",
          "package.json");
+}
+
+// Every dependency must come from the npm registry. A local path (`file:`, `link:`, a
+// workspace), a git repository, a tarball URL or an `npm:` alias lets the bundle choose what
+// lands at node_modules/typescript, whose bin/tsc the Convex CLI *runs* to typecheck, on the
+// agent's host with the deploy key in its environment; --ignore-scripts does not cover it.
+// Registry specs (versions, ranges, dist-tags) never contain ':' or '/'.
+bool isRegistrySpec(std::string_view spec) {
+  return spec.find(':') == std::string_view::npos && spec.find('/') == std::string_view::npos &&
+         spec.find('\\') == std::string_view::npos;
+}
+
+[[noreturn]] void refuseDependency(const std::string& file, const std::string& where,
+                                   const std::string& spec) {
+  refuse("non_registry_dependency",
+         file + " " + where + " is \"" + spec +
+             "\": only npm registry versions are installed (no file:, link:, git, URL or npm: "
+             "alias specs)",
+         file);
+}
+
+void requireRegistrySpecs(const json& package) {
+  for (const char* section :
+       {"dependencies", "devDependencies", "optionalDependencies", "peerDependencies"}) {
+    const auto deps = package.find(section);
+    if (deps == package.end()) continue;
+    if (!deps->is_object()) {
+      refuse("invalid_package_json", std::string("package.json \"") + section + "\" must be an object",
+             "package.json");
+    }
+    for (const auto& [name, spec] : deps->items()) {
+      const std::string where = std::string("\"") + section + "\"." + name;
+      if (!spec.is_string()) {
+        refuse("invalid_package_json", "package.json " + where + " must be a version string",
+               "package.json");
+      }
+      if (!isRegistrySpec(spec.get<std::string>())) refuseDependency("package.json", where, spec);
+    }
+  }
+  // overrides can swap any package anywhere in the tree, so they obey the same rule.
+  std::function<void(const json&, const std::string&)> checkOverrides = [&](const json& node,
+                                                                            const std::string& where) {
+    if (node.is_string()) {
+      const std::string spec = node.get<std::string>();
+      // "$name" points at the root's own spec for that name, which was checked above.
+      if (!(spec.size() > 1 && spec.front() == '$') && !isRegistrySpec(spec)) {
+        refuseDependency("package.json", where, spec);
+      }
+    } else if (node.is_object()) {
+      for (const auto& [key, value] : node.items()) checkOverrides(value, where + "." + key);
+    }
+  };
+  if (const auto overrides = package.find("overrides"); overrides != package.end()) {
+    checkOverrides(*overrides, "\"overrides\"");
+  }
+  if (package.contains("workspaces")) {
+    refuse("non_registry_dependency",
+           "package.json declares \"workspaces\": workspace packages are linked from the bundle "
+           "into node_modules; only npm registry versions are installed",
+           "package.json");
+  }
+}
+
+constexpr std::string_view kRegistryTarballs = "https://registry.npmjs.org/";
+
+// A lockfile records where each package comes from, and npm ci installs exactly that.
+void requireRegistryLockEntries(const json& lock, const std::string& file) {
+  auto checkEntry = [&](const std::string& path, const json& entry) {
+    if (!entry.is_object()) return;
+    if (entry.value("link", false)) refuseDependency(file, "\"" + path + "\"", "link: true");
+    if (const auto resolved = entry.find("resolved"); resolved != entry.end() && resolved->is_string()) {
+      const std::string url = resolved->get<std::string>();
+      if (url.rfind(kRegistryTarballs, 0) != 0) refuseDependency(file, "\"" + path + "\".resolved", url);
+    }
+    if (const auto version = entry.find("version"); version != entry.end() && version->is_string()) {
+      const std::string value = version->get<std::string>();
+      if (value.find(':') != std::string::npos) refuseDependency(file, "\"" + path + "\".version", value);
+    }
+  };
+  if (const auto packages = lock.find("packages"); packages != lock.end() && packages->is_object()) {
+    for (const auto& [path, entry] : packages->items()) {
+      if (!path.empty()) checkEntry(path, entry);
+    }
+  }
+  // lockfileVersion 1 (and the compatibility copy in 2) nests "dependencies".
+  std::function<void(const json&, const std::string&)> walk = [&](const json& deps, const std::string& prefix) {
+    if (!deps.is_object()) return;
+    for (const auto& [name, entry] : deps.items()) {
+      checkEntry(prefix + name, entry);
+      if (entry.is_object() && entry.contains("dependencies")) walk(entry["dependencies"], prefix + name + "/");
+    }
+  };
+  if (const auto deps = lock.find("dependencies"); deps != lock.end()) walk(*deps, "");
 }
 
 [[noreturn]] void refuseFunctionsPath(const std::string& why) {
@@ -242,9 +338,14 @@ AppInspection inspect(const fs::path& extracted_root) {
   app.removed = removeUntrustedContent(app.app_root);  // first: nothing below may count them
   const json package = readJsonObject(app.app_root / "package.json", "invalid_package_json");
   app.convex_dependency = convexDependency(package);
+  requireRegistrySpecs(package);
   app.functions_dir = functionsDir(app.app_root);
   requireFunctionSources(app.app_root, app.functions_dir);
   app.lockfile = lockfile(app.app_root);
+  if (!app.lockfile.empty()) {
+    requireRegistryLockEntries(readJsonObject(app.app_root / app.lockfile, "invalid_lockfile", kMaxLockfileBytes),
+                               app.lockfile);
+  }
   return app;
 }
 

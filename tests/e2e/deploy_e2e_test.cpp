@@ -257,56 +257,48 @@ TEST_F(DeployE2E, InstallScriptsOfTheBundleNeverRun) {
   EXPECT_FALSE(fs::exists(marker)) << "a bundle's install script ran on the agent's host";
 }
 
-TEST_F(DeployE2E, BundleNpmrcCannotRunAProgramDuringInstall) {
-  // npm runs its `git` setting for a git dependency, --ignore-scripts or not.
-  const fs::path marker = state_dir_ / "npmrc-git-ran";
+TEST_F(DeployE2E, BundleNpmrcDoesNotConfigureTheInstall) {
+  // npm obeys a project .npmrc; with dry-run it would install nothing and the push would
+  // have no convex library. Removed at intake, it changes nothing.
+  auto bundle = testsupport::exampleAppArchive()
+                    .addFile(".npmrc", "dry-run=true\n")
+                    .build(ArchiveBuilder::Format::kTarGz);
+  auto accepted = postDeploy("target=prod&deployment=" + kProdDeployment, bundle);
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  const std::string id = Json::parse(accepted.body)["id"];
+  Json report = waitForReport(id);
+  EXPECT_EQ(report["status"], "succeeded") << report.dump(2);
+  EXPECT_EQ(report["bundle"]["removed"], Json::array({".npmrc"})) << report.dump(2);
+}
+
+TEST_F(DeployE2E, ALocalTypescriptPackageIsRefusedBeforeAnythingRuns) {
+  // The CLI runs node_modules/typescript/bin/tsc to typecheck; a bundle that supplies its own
+  // "typescript" would run its code on the agent's host with the deploy key. Refused at intake.
+  const fs::path marker = state_dir_ / "bundle-tsc-ran";
   Json package;
   {
     std::ifstream in(exampleApp() / "package.json");
     package = Json::parse(in);
   }
-  package["dependencies"]["left-pad"] = "git+ssh://git@127.0.0.1:1/left-pad.git";
+  package["devDependencies"]["typescript"] = "file:tools/typescript";
   auto bundle = testsupport::exampleAppArchive()
                     .replaceFile("package.json", package.dump(2))
                     .removeEntry("package-lock.json")
-                    .addFile(".npmrc", "git=./pwn.sh\n")
-                    .addFile("pwn.sh", "#!/bin/sh\necho ran > '" + marker.string() + "'\nexit 1\n", 0755)
+                    .addFile("tools/typescript/package.json",
+                             R"({"name":"typescript","version":"5.9.3","bin":{"tsc":"bin/tsc"}})")
+                    .addFile("tools/typescript/bin/tsc",
+                             "#!/usr/bin/env node\nrequire('fs').writeFileSync('" + marker.string() + "', 'ran');\n",
+                             0755)
                     .build(ArchiveBuilder::Format::kTarGz);
-  auto accepted = postDeploy("target=prod&deployment=" + kProdDeployment, bundle);
-  ASSERT_EQ(accepted.status, 202) << accepted.body;
-  const std::string id = Json::parse(accepted.body)["id"];
-  Json report = waitForReport(id);
-  EXPECT_EQ(report["status"], "failed") << report.dump(2);  // the git host does not exist
-  EXPECT_EQ(report["phase"], "install") << report.dump(2);
-  EXPECT_EQ(report["bundle"]["removed"], Json::array({".npmrc"})) << report.dump(2);
-  EXPECT_FALSE(fs::exists(marker)) << "the bundle's .npmrc made npm run the bundle's program";
-}
-
-TEST_F(DeployE2E, AppOnAnotherConvexMajorIsRefusedBeforeAnyPush) {
-  // The pinned CLI would bundle the app against a convex library of another major version.
-  // A `file:` dependency installs "convex 2.0.0" without a registry.
-  Json package = {{"name", "next-major-app"},
-                  {"private", true},
-                  {"dependencies", {{"convex", "file:vendor/convex"}}}};
-  auto bundle = testsupport::exampleAppArchive()
-                    .replaceFile("package.json", package.dump(2))
-                    .removeEntry("package-lock.json")
-                    .addFile("vendor/convex/package.json", R"({"name":"convex","version":"2.0.0"})")
-                    .build(ArchiveBuilder::Format::kTarGz);
-  const size_t pushes_before = pushesTo(kProdDeployment, false);
-  auto accepted = postDeploy("target=prod&deployment=" + kProdDeployment, bundle);
-  ASSERT_EQ(accepted.status, 202) << accepted.body;
-  const std::string id = Json::parse(accepted.body)["id"];
-  Json report = waitForReport(id);
-  ASSERT_EQ(report["status"], "failed") << report.dump(2);
-  EXPECT_EQ(report["phase"], "install");
-  EXPECT_EQ(report["error"]["reason"], "convex_version_mismatch");
-  const std::string message = report["error"]["message"];
-  EXPECT_NE(message.find("2.0.0"), std::string::npos) << message;
-  EXPECT_NE(message.find("1.x"), std::string::npos) << message;
-  EXPECT_EQ(report["convex"]["app_library_version"], "2.0.0");
-  EXPECT_EQ(report["convex"]["cli_version"], "1.49.0");
-  EXPECT_EQ(pushesTo(kProdDeployment, false), pushes_before);
+  auto refused = postDeploy("target=prod&deployment=" + kProdDeployment, bundle);
+  ASSERT_EQ(refused.status, 422) << refused.body;
+  Json problem = Json::parse(refused.body);
+  EXPECT_EQ(problem["reason"], "non_registry_dependency");
+  EXPECT_EQ(problem["entry"], "package.json");
+  EXPECT_NE(problem["detail"].get<std::string>().find("typescript"), std::string::npos) << refused.body;
+  EXPECT_FALSE(fs::exists(marker));
+  EXPECT_EQ(std::distance(fs::directory_iterator(state_dir_ / "state/jobs"), fs::directory_iterator()), 0)
+      << "a refused bundle left a job folder";
 }
 
 TEST_F(DeployE2E, SyntaxErrorFailsWithTheCliErrorAndNoPush) {

@@ -853,6 +853,73 @@ TEST_F(BundleInspectTest, FunctionsOnlyInsideNodeModulesDoNotCount) {
   expectRefused(inspectApp(root()), "missing_functions_dir");
 }
 
+TEST_F(BundleInspectTest, OnlyRegistryDependenciesAreInstalled) {
+  // Each would let the bundle choose node_modules/typescript, whose tsc the CLI runs.
+  for (const std::string spec : {"file:tools/typescript", "link:../typescript", "npm:evil@1.0.0",
+                                 "git+ssh://git@example.com/t.git", "github:evil/typescript",
+                                 "evil/typescript", "https://example.com/typescript.tgz",
+                                 "workspace:*"}) {
+    SCOPED_TRACE(spec);
+    writeFile(root() / "package.json",
+              R"({"name":"app","dependencies":{"convex":"1.49.0"},"devDependencies":{"typescript":")" +
+                  spec + R"("}})");
+    writeFile(root() / "convex/messages.ts", "export const list = 1;\n");
+    const InspectionResult result = inspectApp(root());
+    expectRefused(result, "non_registry_dependency");
+    if (result.error) {
+      EXPECT_EQ(result.error->entry, "package.json");
+      EXPECT_NE(result.error->message.find("devDependencies\".typescript"), std::string::npos)
+          << result.error->message;
+    }
+  }
+  for (const std::string spec : {"5.9.3", "^5.9.0", ">=5 <6", "~5.9", "latest", "*", "5.x || 6.x"}) {
+    SCOPED_TRACE(spec);
+    writeFile(root() / "package.json",
+              R"({"name":"app","dependencies":{"convex":"1.49.0"},"devDependencies":{"typescript":")" +
+                  spec + R"("}})");
+    EXPECT_TRUE(inspectApp(root()).ok());
+  }
+}
+
+TEST_F(BundleInspectTest, OverridesAndWorkspacesCannotBringLocalPackages) {
+  writeApp(root());
+  writeFile(root() / "package.json",
+            R"({"name":"app","dependencies":{"convex":"1.49.0"},"overrides":{"foo":{"typescript":"file:x"}}})");
+  expectRefused(inspectApp(root()), "non_registry_dependency");
+  writeFile(root() / "package.json",
+            R"({"name":"app","dependencies":{"convex":"1.49.0"},"overrides":{"typescript":"$typescript","x":"1.2.3"}})");
+  EXPECT_TRUE(inspectApp(root()).ok());
+  writeFile(root() / "package.json",
+            R"({"name":"app","dependencies":{"convex":"1.49.0"},"workspaces":["tools/*"]})");
+  expectRefused(inspectApp(root()), "non_registry_dependency");
+}
+
+TEST_F(BundleInspectTest, LockfileEntriesMustComeFromTheRegistry) {
+  writeApp(root());
+  const std::string registry_entry =
+      R"("node_modules/convex":{"version":"1.49.0","resolved":"https://registry.npmjs.org/convex/-/convex-1.49.0.tgz"})";
+  writeFile(root() / "package-lock.json",
+            R"({"lockfileVersion":3,"packages":{"":{"name":"app"},)" + registry_entry + "}}");
+  EXPECT_TRUE(inspectApp(root()).ok());
+  for (const std::string bad :
+       {R"("node_modules/typescript":{"resolved":"tools/typescript","link":true})",
+        R"("node_modules/typescript":{"version":"5.9.3","resolved":"https://evil.example/typescript-5.9.3.tgz"})",
+        R"("node_modules/typescript":{"version":"git+ssh://git@example.com/t.git#abc"})"}) {
+    SCOPED_TRACE(bad);
+    writeFile(root() / "package-lock.json",
+              R"({"lockfileVersion":3,"packages":{"":{"name":"app"},)" + registry_entry + "," + bad + "}}");
+    const InspectionResult result = inspectApp(root());
+    expectRefused(result, "non_registry_dependency");
+    if (result.error) {
+      EXPECT_EQ(result.error->entry, "package-lock.json");
+    }
+  }
+  // lockfileVersion 1 nests its entries.
+  writeFile(root() / "package-lock.json",
+            R"({"lockfileVersion":1,"dependencies":{"a":{"version":"1.0.0","dependencies":{"typescript":{"version":"file:x"}}}}})");
+  expectRefused(inspectApp(root()), "non_registry_dependency");
+}
+
 TEST_F(BundleInspectTest, Lockfiles) {
   writeApp(root());
   writeFile(root() / "package-lock.json", "{}");
