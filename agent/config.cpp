@@ -408,6 +408,14 @@ ConfigResult resolveSettings(const ConfigInput& input) {
   }
   if (auto v = lookup("deploy-key-actions")) {
     s.deploy_key_actions = *v == "all" ? std::vector<std::string>{} : splitList(*v);
+    // A key without it is refused by every push route (403 OperationNotPermitted), so every
+    // deploy would fail after its install.
+    if (!s.deploy_key_actions.empty() &&
+        std::find(s.deploy_key_actions.begin(), s.deploy_key_actions.end(), "deployment:deploy") ==
+            s.deploy_key_actions.end()) {
+      errors.push_back("deploy-key-actions '" + *v +
+                       "' lacks deployment:deploy, which every push needs; add it, or use 'all'");
+    }
   }
   for (const auto& name : s.env_passthrough_names) {
     if (auto it = input.env.find(name); it != input.env.end()) s.env_passthrough[name] = it->second;

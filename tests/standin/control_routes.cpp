@@ -104,8 +104,9 @@ class ResetHandler final : public ControlHandler {
   }
 };
 
-// POST /_standin/deploy_keys {"deployment", "name"?} -> {"deployKey"}: a key without a team
-// token, for tests that start from a deploy key.
+// POST /_standin/deploy_keys {"deployment", "name"?, "allowedActions"?, "expiresAt"?} ->
+// {"deployKey"}: a key without a team token, for tests that start from a deploy key. Unlike
+// create_deploy_key, expiresAt may lie in the past: tests need an expired key.
 class MintDeployKeyHandler final : public ControlHandler {
  public:
   using ControlHandler::ControlHandler;
@@ -113,10 +114,19 @@ class MintDeployKeyHandler final : public ControlHandler {
  protected:
   Reply handle(Exchange& exchange) override {
     const json body = exchange.jsonBody();
-    rejectUnknownFields(body, {"deployment", "name"});
+    rejectUnknownFields(body, {"deployment", "name", "allowedActions", "expiresAt"});
     const std::string deployment = requireString(body, "deployment");
     DeployKeyGrant grant;
     grant.name = optionalString(body, "name").value_or("standin-control");
+    if (body.contains("allowedActions")) {
+      std::vector<std::string> actions;
+      for (const json& action : requireArray(body, "allowedActions")) {
+        if (!action.is_string()) throw badRequest("`allowedActions` must hold strings");
+        actions.push_back(action.get<std::string>());
+      }
+      grant.allowed_actions = std::move(actions);
+    }
+    grant.expires_at_ms = optionalInteger(body, "expiresAt");
     const auto key = state().mintDeployKey(deployment, std::move(grant));
     if (!key) {
       throw ApiError(404, "DeploymentNotFound",

@@ -242,7 +242,7 @@ class AdminJsonRoute : public RouteHandler {
  protected:
   Reply handle(Exchange& exchange) final {
     const json body = exchange.jsonBody();
-    const HostedDeployment deployment = requireAdminKey(exchange, &body);
+    const HostedDeployment deployment = requireAdminKey(exchange, &body, "deployment:deploy");
     return handleAdmin(exchange, deployment, body);
   }
   virtual Reply handleAdmin(Exchange& exchange, const HostedDeployment& deployment, const json& body) = 0;

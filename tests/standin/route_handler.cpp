@@ -1,5 +1,7 @@
 #include "standin/route_handler.h"
 
+#include <algorithm>
+
 #include <chrono>
 #include <sstream>
 
@@ -191,7 +193,8 @@ std::size_t RouteHandler::requireTeamToken(const Exchange& exchange) const {
 }
 
 HostedDeployment RouteHandler::requireAdminKey(Exchange& exchange,
-                                               const nlohmann::json* body) const {
+                                               const nlohmann::json* body,
+                                               const char* required_action) const {
   const ApiError bad_key(401, "BadAdminKey", "The provided admin key was invalid for this instance");
   std::string key = authorizationCredentials(exchange.request, "Convex");
   std::optional<std::string> body_key;
@@ -210,6 +213,22 @@ HostedDeployment RouteHandler::requireAdminKey(Exchange& exchange,
     if (!body_deployment || body_deployment->name != deployment->name) throw bad_key;
   }
   exchange.deployment = deployment->name;
+
+  // The backend's keybroker and roles checks (convex-cli-protocol.md, error bodies).
+  const auto grant = state_.grantForKey(key);
+  if (grant && grant->expires_at_ms && *grant->expires_at_ms <= nowMs()) {
+    throw ApiError(403, "BadDeployKey",
+                   "The provided deploy key was invalid for deployment '" + deployment->name +
+                       "'. Double check that the environment this key was generated for matches "
+                       "the desired deployment.");
+  }
+  if (required_action && grant && grant->allowed_actions &&
+      std::find(grant->allowed_actions->begin(), grant->allowed_actions->end(), required_action) ==
+          grant->allowed_actions->end()) {
+    throw ApiError(403, "OperationNotPermitted",
+                   std::string("You do not have permission to perform this operation (") +
+                       required_action + ").");
+  }
   return *deployment;
 }
 

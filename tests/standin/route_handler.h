@@ -55,7 +55,10 @@ class RouteHandler : public Poco::Net::HTTPRequestHandler {
   std::size_t requireTeamToken(const Exchange& exchange) const;
   // Deployment API: `Authorization: Convex <key>`, else the body's `adminKey`. Records the
   // deployment on the exchange for the log.
-  HostedDeployment requireAdminKey(Exchange& exchange, const nlohmann::json* body = nullptr) const;
+  // `required_action`: what the key's allowedActions must include (a key minted without
+  // allowedActions may do everything), e.g. "deployment:deploy" for the push routes.
+  HostedDeployment requireAdminKey(Exchange& exchange, const nlohmann::json* body = nullptr,
+                                   const char* required_action = nullptr) const;
 
  private:
   // The reply to send, or nullopt when a fault dropped the connection.

@@ -113,6 +113,13 @@ std::optional<HostedDeployment> StandinState::deploymentForKey(const std::string
   return findDeployment(deployment);
 }
 
+std::optional<DeployKeyGrant> StandinState::grantForKey(const std::string& key) const {
+  std::lock_guard lock(mutex_);
+  const auto found = keys_.find(key);
+  if (found == keys_.end()) return std::nullopt;
+  return found->second.grant;
+}
+
 std::optional<PushedApp> StandinState::currentApp(const std::string& deployment) const {
   std::lock_guard lock(mutex_);
   const auto found = apps_.find(deployment);

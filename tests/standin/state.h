@@ -108,6 +108,8 @@ class StandinState {
   // Returns "<type>:<name>|<secret>", or nullopt for an unknown deployment.
   std::optional<std::string> mintDeployKey(const std::string& deployment, DeployKeyGrant grant);
   std::optional<HostedDeployment> deploymentForKey(const std::string& key) const;
+  // What the key was minted with (allowedActions, expiresAt), or nullopt for an unissued key.
+  std::optional<DeployKeyGrant> grantForKey(const std::string& key) const;
 
   std::optional<PushedApp> currentApp(const std::string& deployment) const;
   // Records a started push and returns its id.

@@ -361,3 +361,18 @@ TEST(AgentConfig, NumbersOutOfRangeAreRefusedNotWrapped) {
   ASSERT_FALSE(result.errors.empty());
   EXPECT_NE(result.errors.front().find("workers"), std::string::npos) << result.errors.front();
 }
+
+TEST(AgentConfig, DeployKeyActionsMustAllowDeploying) {
+  auto input = baseInput();
+  input.flags["deploy-key-actions"] = "deployment:env:view";
+  auto refused = agent::resolveSettings(input);
+  ASSERT_FALSE(refused.errors.empty());
+  EXPECT_NE(refused.errors.front().find("deployment:deploy"), std::string::npos) << refused.errors.front();
+  input.flags["deploy-key-actions"] = "deployment:deploy,deployment:env:view";
+  auto accepted = agent::resolveSettings(input);
+  EXPECT_TRUE(accepted.errors.empty()) << accepted.errors.front();
+  EXPECT_EQ(accepted.settings.deploy_key_actions,
+            (std::vector<std::string>{"deployment:deploy", "deployment:env:view"}));
+  input.flags["deploy-key-actions"] = "all";
+  EXPECT_TRUE(agent::resolveSettings(input).settings.deploy_key_actions.empty());
+}

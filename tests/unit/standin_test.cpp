@@ -598,3 +598,26 @@ TEST(StandinBrotliTest, DecodesAndStopsAtTheLimit) {
 }
 
 }  // namespace
+
+TEST_F(StandinTest, KeysAreHeldToTheirAllowedActionsAndExpiry) {
+  auto mint = [&](const json& body) {
+    HttpResult minted = call("POST", "/_standin/deploy_keys", body.dump());
+    EXPECT_EQ(minted.status, 200) << minted.body;
+    return minted.parsed().at("deployKey").get<std::string>();
+  };
+  const std::string env_only =
+      mint({{"deployment", kProd}, {"allowedActions", json::array({"deployment:env:view"})}});
+  HttpResult refused = deployment("/api/get_config_hashes", env_only, json::object());
+  EXPECT_EQ(refused.status, 403);
+  EXPECT_EQ(refused.parsed().at("code"), "OperationNotPermitted");
+  EXPECT_NE(refused.body.find("(deployment:deploy)"), std::string::npos) << refused.body;
+
+  const std::string deploy_only =
+      mint({{"deployment", kProd}, {"allowedActions", json::array({"deployment:deploy"})}});
+  EXPECT_EQ(deployment("/api/get_config_hashes", deploy_only, json::object()).status, 200);
+
+  const std::string expired = mint({{"deployment", kProd}, {"expiresAt", nowMs() - 1000}});
+  HttpResult stale = deployment("/api/get_config_hashes", expired, json::object());
+  EXPECT_EQ(stale.status, 403);
+  EXPECT_EQ(stale.parsed().at("code"), "BadDeployKey");
+}
