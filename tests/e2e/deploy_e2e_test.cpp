@@ -2,6 +2,7 @@
 // are built at test time and posted over real HTTP, and the real Convex CLI pushes them.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -178,12 +179,19 @@ TEST_F(DeployE2E, ProdDeployWithMintedKeyPushesExactlyTheAppsModules) {
   EXPECT_EQ(pushedFunctionModules(push), exampleModulePaths());
   EXPECT_TRUE(push["has_schema"]);
 
-  // The key was minted through the Management API with least privilege.
-  bool minted = false;
+  // The key was minted through the Management API with least privilege and a short life.
+  Json grant;
   for (const auto& request : standinRequests()) {
-    if (request["path"] == "/v1/deployments/" + kProdDeployment + "/create_deploy_key") minted = true;
+    if (request["path"] == "/v1/deployments/" + kProdDeployment + "/create_deploy_key") grant = request["deploy_key"];
   }
-  EXPECT_TRUE(minted);
+  ASSERT_FALSE(grant.is_null()) << "no create_deploy_key call was recorded";
+  EXPECT_EQ(grant["allowedActions"], Json::array({"deployment:deploy"}));
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch()).count();
+  ASSERT_TRUE(grant["expiresAt"].is_number_integer()) << grant.dump();
+  EXPECT_GT(grant["expiresAt"].get<int64_t>(), now_ms + 50 * 60 * 1000);
+  EXPECT_LT(grant["expiresAt"].get<int64_t>(), now_ms + 70 * 60 * 1000);
+  EXPECT_NE(grant["name"].get<std::string>().find(id), std::string::npos) << grant.dump();
   EXPECT_NE(deployLog(id).find("Deployed Convex functions to"), std::string::npos);
 
   // What stays of a finished job: its report and logs; the app, node_modules, HOME and the
@@ -198,6 +206,8 @@ TEST_F(DeployE2E, ProdDeployWithMintedKeyPushesExactlyTheAppsModules) {
 TEST_F(DeployE2E, TwoDeploysToOneDeploymentPushOneAtATime) {
   // Two workers install side by side; the pushes must not overlap, or the later one's schema
   // wait races the earlier one.
+  // Only what these two deploys caused counts, whatever ran before in this process.
+  const size_t requests_before = standinRequests().size();
   std::vector<std::string> ids;
   for (int i = 0; i < 2; ++i) {
     auto accepted = postDeploy("target=prod&deployment=" + kProdDeployment, exampleBundle());
@@ -206,7 +216,9 @@ TEST_F(DeployE2E, TwoDeploysToOneDeploymentPushOneAtATime) {
   }
   for (const auto& id : ids) EXPECT_EQ(waitForReport(id)["status"], "succeeded") << deployLog(id);
   int open_pushes = 0, most_open = 0, started = 0;
-  for (const auto& request : standinRequests()) {
+  const Json requests = standinRequests();
+  for (size_t i = requests_before; i < requests.size(); ++i) {
+    const Json& request = requests[i];
     if (request.value("deployment", "") != kProdDeployment) continue;
     if (request["path"] == "/api/deploy2/start_push") ++open_pushes, ++started;
     if (request["path"] == "/api/deploy2/finish_push") --open_pushes;

@@ -2,6 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <chrono>
 #include <filesystem>
 #include <mutex>
@@ -102,12 +107,17 @@ TEST_F(ManagementClientTest, ExpiryTooSoonIsABadRequest) {
 }
 
 TEST(ManagementClient, UnreachableHostIsANetworkError) {
-  // A port that was just free: bind, remember, close.
-  uint16_t port;
-  {
-    Poco::Net::ServerSocket socket(Poco::Net::SocketAddress("127.0.0.1", 0));
-    port = socket.address().port();
-  }
+  // A port bound but never listened on: connecting is refused, and no parallel test can take
+  // the port while this socket holds it.
+  const int bound_only = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(bound_only, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(bound_only, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::getsockname(bound_only, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const uint16_t port = ntohs(address.sin_port);
   HttpOptions options;
   options.attempts = 2;
   options.timeout = std::chrono::milliseconds(2000);
@@ -119,6 +129,7 @@ TEST(ManagementClient, UnreachableHostIsANetworkError) {
   ASSERT_TRUE(minted.error);
   EXPECT_EQ(minted.error->reason, "network_error");
   EXPECT_EQ(minted.error->http_status, 0);
+  ::close(bound_only);
 }
 
 }  // namespace
