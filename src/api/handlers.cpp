@@ -256,7 +256,13 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
   report.bundle.entries = extracted.extracted->entries;
   report.bundle.unpacked_bytes = extracted.extracted->unpacked_bytes;
   report.bundle.removed = inspected.app->removed;
-  context_.store.put(report);
+  // Accepting a job whose report cannot be stored would lose it at the next restart.
+  if (!context_.store.put(report)) {
+    context_.store.discard(id);
+    return refuse(507, "state_unwritable", "The agent cannot store the deploy",
+                  "the agent could not write this deploy's report to its state directory (disk "
+                  "full or read-only?); nothing was accepted");
+  }
 
   DeployJob job;
   job.id = id;

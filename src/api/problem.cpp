@@ -9,7 +9,8 @@ void sendProblem(Poco::Net::HTTPServerResponse& response, const Problem& problem
   body["status"] = problem.status;
   body["detail"] = problem.detail;
   body["reason"] = problem.reason;
-  const std::string text = body.dump();
+  // Details quote tools' output, which need not be UTF-8: replace such bytes, never throw.
+  const std::string text = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   // A refusal may come before the request body was read; closing the connection keeps an
   // unread body from being parsed as the next request.
   response.setKeepAlive(false);
@@ -20,7 +21,7 @@ void sendProblem(Poco::Net::HTTPServerResponse& response, const Problem& problem
 }
 
 void sendJson(Poco::Net::HTTPServerResponse& response, int status, const nlohmann::json& body) {
-  const std::string text = body.dump(2);
+  const std::string text = body.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
   response.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
   response.setContentType("application/json");
   response.setContentLength(static_cast<std::streamsize>(text.size()));

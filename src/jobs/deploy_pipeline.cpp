@@ -7,6 +7,7 @@
 #include "convex/cli_outcome.h"
 #include "convex/deploy_key.h"
 #include "convex/management_client.h"
+#include "convex/version_fit.h"
 #include "sandbox/process.h"
 #include "util/ids.h"
 
@@ -61,14 +62,14 @@ class CapturedOutput {
 };
 
 // The finished log replaces the live one in one rename, so a reader never sees it half written.
+// A failure is logged, not thrown: the live log (complete lines so far) stays in its place.
 void writeLog(const fs::path& path, const std::string& redacted_text, bool truncated) {
-  const fs::path temp = path.string() + ".tmp";
-  {
-    std::ofstream out(temp, std::ios::trunc | std::ios::binary);
-    out << redacted_text;
-    if (truncated) out << "\n[deploy-agent: output truncated at the configured limit]\n";
+  std::string text = redacted_text;
+  if (truncated) text += "\n[deploy-agent: output truncated at the configured limit]\n";
+  std::string error;
+  if (!replaceFileDurably(path, text, error)) {
+    spdlog::error("cannot store the finished log {}: {}; the live log stays", path.string(), error);
   }
-  fs::rename(temp, path);
 }
 
 // Runs a toolchain command (npm or the CLI) in the app folder with this job's environment
@@ -120,8 +121,6 @@ std::string readPackageVersion(const fs::path& package_json) {
     return {};
   }
 }
-
-std::string majorOf(const std::string& version) { return version.substr(0, version.find('.')); }
 
 std::optional<DeployError> errorForRunFailure(const sandbox::RunResult& run,
                                               const std::string& what,
@@ -214,6 +213,8 @@ void DeployPipeline::run(const DeployJob& job, const std::atomic<bool>& cancel) 
     finish(pushed.error);
   } catch (const std::exception& e) {
     finish(DeployError{"internal_error", e.what()});
+  } catch (...) {
+    finish(DeployError{"internal_error", "an exception of unknown type"});
   }
 }
 
@@ -248,13 +249,14 @@ DeployPipeline::PhaseResult DeployPipeline::install(const DeployJob& job, Deploy
   }
   // The pinned CLI runs (see docs/design.md); the app's own `convex` library is what esbuild
   // bundles into every module. A different major version is refused, a different minor noted.
-  if (majorOf(report.app_convex_version) != majorOf(report.cli_version)) {
+  const auto fit = convex::fitOfLibraryToCli(report.app_convex_version, report.cli_version);
+  if (fit == convex::VersionFit::kMajorDiffers) {
     return {DeployError{"convex_version_mismatch",
                         "the app installs convex " + report.app_convex_version +
-                            " but the agent's CLI is " + report.cli_version +
-                            "; use a convex " + majorOf(report.cli_version) + ".x dependency"}};
+                            " but the agent's CLI is " + report.cli_version + "; use a convex " +
+                            convex::majorVersionOf(report.cli_version) + ".x dependency"}};
   }
-  if (report.app_convex_version != report.cli_version) {
+  if (fit == convex::VersionFit::kMinorDiffers) {
     report.warnings.push_back("the app bundles convex " + report.app_convex_version +
                               " and is pushed by the agent's convex CLI " + report.cli_version);
   }

@@ -7,7 +7,12 @@
 namespace da {
 
 JobRunner::JobRunner(const Settings& settings, JobStore& store, const DeployPipeline& pipeline)
-    : settings_(settings), store_(store), pipeline_(pipeline) {}
+    : JobRunner(settings, store, [&pipeline](const DeployJob& job, const std::atomic<bool>& cancel) {
+        pipeline.run(job, cancel);
+      }) {}
+
+JobRunner::JobRunner(const Settings& settings, JobStore& store, RunJob run_job)
+    : settings_(settings), store_(store), run_job_(std::move(run_job)) {}
 
 JobRunner::~JobRunner() { stop(); }
 
@@ -18,24 +23,25 @@ void JobRunner::start() {
 }
 
 void JobRunner::stop() {
-  if (stopping_.exchange(true)) return;
-  available_.notify_all();
-  for (auto& worker : workers_) worker.join();
-  workers_.clear();
-  std::lock_guard lock(mutex_);
-  for (const auto& job : queue_) {
-    // Its unpacked app and upload go as a finished job's do; nothing will ever read them.
-    std::error_code ignored;
-    std::filesystem::remove_all(job.job_dir / "work", ignored);
-    std::filesystem::remove(job.job_dir / "bundle.upload", ignored);
-    if (auto report = store_.get(job.id)) {
-      report->status = DeployStatus::kFailed;
-      report->error = DeployError{"agent_stopped", "the agent stopped before this deploy started"};
-      report->finished_at_ms = nowUnixMillis();
-      store_.put(*report);
-    }
+  {
+    // Set under the lock: a worker between checking the flag and waiting cannot miss it.
+    std::lock_guard lock(mutex_);
+    if (stopping_.exchange(true)) return;
   }
-  queue_.clear();
+  available_.notify_all();
+  stopping_.notify_all();  // for a job waiting on its cancel flag
+  for (auto& worker : workers_) {
+    if (worker.joinable()) worker.join();
+  }
+  workers_.clear();
+  std::deque<DeployJob> abandoned;
+  {
+    std::lock_guard lock(mutex_);
+    abandoned.swap(queue_);
+  }
+  for (const auto& job : abandoned) {
+    fail(job, DeployError{"agent_stopped", "the agent stopped before this deploy started"});
+  }
 }
 
 bool JobRunner::submit(DeployJob job) {
@@ -58,12 +64,46 @@ void JobRunner::work() {
       job = std::move(queue_.front());
       queue_.pop_front();
     }
-    spdlog::info("deploy {} started (target {})", job.id, targetName(job.target));
-    pipeline_.run(job, stopping_);
-    if (auto report = store_.get(job.id)) {
-      spdlog::info("deploy {} {}{}", job.id, statusName(report->status),
-                   report->error ? " (" + report->error->reason + ")" : "");
+    try {
+      spdlog::info("deploy {} started (target {})", job.id, targetName(job.target));
+      run_job_(job, stopping_);
+      // A run leaves a terminal report; one that did not would read "running" until a restart.
+      fail(job, DeployError{"internal_error", "the deploy ended without a result"});
+    } catch (const std::exception& e) {
+      spdlog::error("deploy {} failed inside the agent: {}", job.id, e.what());
+      fail(job, DeployError{"internal_error", "the agent failed while running this deploy"});
+    } catch (...) {
+      spdlog::error("deploy {} failed inside the agent: an exception of unknown type", job.id);
+      fail(job, DeployError{"internal_error", "the agent failed while running this deploy"});
     }
+    try {
+      if (auto report = store_.get(job.id)) {
+        spdlog::info("deploy {} {}{}", job.id, statusName(report->status),
+                     report->error ? " (" + report->error->reason + ")" : "");
+      }
+    } catch (...) {
+    }
+  }
+}
+
+void JobRunner::fail(const DeployJob& job, const DeployError& error) noexcept {
+  try {
+    // Its unpacked app and upload go as a finished job's do; nothing will ever read them.
+    if (!settings_.keep_workdirs) {
+      std::error_code ignored;
+      std::filesystem::remove_all(job.job_dir / "work", ignored);
+      std::filesystem::remove(job.job_dir / "bundle.upload", ignored);
+    }
+    if (auto report = store_.get(job.id); report && !isTerminal(report->status)) {
+      report->status = DeployStatus::kFailed;
+      report->error = error;
+      report->finished_at_ms = nowUnixMillis();
+      store_.put(*report);
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("cannot mark deploy {} failed: {}", job.id, e.what());
+  } catch (...) {
+    spdlog::error("cannot mark deploy {} failed", job.id);
   }
 }
 

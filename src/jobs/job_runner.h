@@ -1,9 +1,11 @@
-// A bounded queue of accepted deploys and the worker threads that run them.
+// A bounded queue of accepted deploys and the worker threads that run them. Nothing a job
+// throws leaves a worker: the job is reported failed (internal_error) and the worker goes on.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -16,7 +18,11 @@ namespace da {
 
 class JobRunner {
  public:
+  // Runs one job to a terminal report (DeployPipeline::run; tests pass their own).
+  using RunJob = std::function<void(const DeployJob&, const std::atomic<bool>& cancel)>;
+
   JobRunner(const Settings& settings, JobStore& store, const DeployPipeline& pipeline);
+  JobRunner(const Settings& settings, JobStore& store, RunJob run_job);
   ~JobRunner();
 
   void start();
@@ -28,10 +34,13 @@ class JobRunner {
 
  private:
   void work();
+  // Marks a job that will not (or did not) finish normally failed, unless already terminal,
+  // and removes its work folder and upload (unless keep_workdirs). Never throws.
+  void fail(const DeployJob& job, const DeployError& error) noexcept;
 
   const Settings& settings_;
   JobStore& store_;
-  const DeployPipeline& pipeline_;
+  RunJob run_job_;
   std::mutex mutex_;
   std::condition_variable available_;
   std::deque<DeployJob> queue_;

@@ -1,6 +1,12 @@
 #include "jobs/job_store.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <fstream>
+#include <random>
+#include <system_error>
 
 #include <spdlog/spdlog.h>
 
@@ -10,61 +16,227 @@ namespace da {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+constexpr std::string_view kTempMarker = ".tmp-";
+constexpr size_t kTempSuffixLength = 16;
+
+std::string osError(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+std::string randomHex() {
+  std::random_device random;  // the kernel's random source on Linux
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  while (hex.size() < kTempSuffixLength) {
+    for (unsigned bits = random(), i = 0; i < 8 && hex.size() < kTempSuffixLength; ++i, bits >>= 4) {
+      hex.push_back(kHex[bits & 0xF]);
+    }
+  }
+  return hex;
+}
+
+bool writeAll(int fd, std::string_view content) {
+  while (!content.empty()) {
+    const ssize_t written = ::write(fd, content.data(), content.size());
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    content.remove_prefix(static_cast<size_t>(written));
+  }
+  return true;
+}
+
+// What replaceFileDurably (<name>.tmp-<hex>) or an older agent (<name>.tmp) leaves when it dies
+// between creating and renaming its temporary file.
+bool isLeftoverTemporary(const std::string& name) {
+  if (name.size() > 4 && name.ends_with(".tmp")) return true;
+  const size_t tail = kTempMarker.size() + kTempSuffixLength;
+  if (name.size() <= tail || name.compare(name.size() - tail, kTempMarker.size(), kTempMarker) != 0) {
+    return false;
+  }
+  for (size_t i = name.size() - kTempSuffixLength; i < name.size(); ++i) {
+    if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f'))) return false;
+  }
+  return true;
+}
+
+void removeLeftoverTemporaries(const fs::path& job_dir) {
+  std::error_code ec;
+  std::vector<fs::path> leftovers;
+  for (fs::directory_iterator it(job_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (isLeftoverTemporary(it->path().filename().string())) leftovers.push_back(it->path());
+  }
+  for (const auto& path : leftovers) {
+    std::error_code ignored;
+    fs::remove_all(path, ignored);
+  }
+}
+
+}  // namespace
+
+bool replaceFileDurably(const fs::path& target, std::string_view content, std::string& error) {
+  try {
+    fs::path temp;
+    int fd = -1;
+    // O_EXCL: a file, directory or symlink already at the name is never reused; try another.
+    for (int attempt = 0; attempt < 4 && fd < 0; ++attempt) {
+      temp = target;
+      temp += std::string(kTempMarker) + randomHex();
+      fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
+      if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0) {
+      error = "cannot create " + temp.string() + ": " + osError(errno);
+      return false;
+    }
+    bool written = writeAll(fd, content) && ::fsync(fd) == 0;
+    int err = errno;
+    if (::close(fd) != 0 && written) {
+      written = false;
+      err = errno;
+    }
+    if (!written) {
+      ::unlink(temp.c_str());
+      error = "cannot write " + temp.string() + ": " + osError(err);
+      return false;
+    }
+    if (::rename(temp.c_str(), target.c_str()) != 0) {
+      err = errno;
+      ::unlink(temp.c_str());
+      error = "cannot rename " + temp.string() + " to " + target.string() + ": " + osError(err);
+      return false;
+    }
+    // The rename is durable only once the folder is.
+    const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+    const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bool synced = dir_fd >= 0 && (::fsync(dir_fd) == 0 || errno == EINVAL);  // EINVAL: cannot sync folders
+    err = errno;
+    if (dir_fd >= 0) ::close(dir_fd);
+    if (!synced) {
+      error = "cannot sync " + dir.string() + ": " + osError(err) + " (" + target.string() +
+              " is replaced but may not survive a crash)";
+      return false;
+    }
+    return true;
+  } catch (const std::exception& e) {
+    error = "cannot replace " + target.string() + ": " + e.what();
+    return false;
+  }
+}
+
 JobStore::JobStore(fs::path jobs_dir) : jobs_dir_(std::move(jobs_dir)) {
   fs::create_directories(jobs_dir_);
 }
 
 size_t JobStore::recover() {
   size_t interrupted = 0;
-  for (const auto& entry : fs::directory_iterator(jobs_dir_)) {
-    const fs::path report_path = entry.path() / "report.json";
-    if (!entry.is_directory()) continue;
-    if (!fs::exists(report_path)) {
-      // The agent died while receiving or unpacking this upload: it was never accepted (no
-      // id was answered), so nobody can ask for it and nothing of it is kept.
-      if (isValidDeployId(entry.path().filename().string())) {
-        spdlog::info("removing {}: an upload the agent never accepted", entry.path().string());
-        std::error_code ignored;
-        fs::remove_all(entry.path(), ignored);
-      }
-      continue;
-    }
-    DeployReport report;
+  std::error_code ec;
+  for (fs::directory_iterator it(jobs_dir_, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path job_dir = it->path();
     try {
-      std::ifstream in(report_path);
-      report = DeployReport::fromJson(nlohmann::json::parse(in));
+      if (recoverJob(job_dir)) ++interrupted;
     } catch (const std::exception& e) {
-      spdlog::warn("skipping unreadable report {}: {}", report_path.string(), e.what());
-      continue;
+      spdlog::error("skipping {} on recovery: {}", job_dir.string(), e.what());
     }
-    std::error_code ignored;
-    fs::remove_all(entry.path() / kTrashDirName, ignored);
-    // The upload is needed only until the job ends; one left behind was cut off mid-cleanup.
-    fs::remove(entry.path() / "bundle.upload", ignored);
-    if (!isTerminal(report.status)) {
-      fs::remove_all(entry.path() / "work", ignored);
-      // The deploy key lived only in memory, so the job cannot be resumed; say so plainly.
-      report.status = DeployStatus::kFailed;
-      report.error = DeployError{"agent_restarted",
-                                 "the agent stopped while this deploy was " + report.phase +
-                                     "; it was not completed and can be submitted again"};
-      report.finished_at_ms = nowUnixMillis();
-      ++interrupted;
-      persist(report);
-    }
-    std::lock_guard lock(mutex_);
-    reports_[report.id] = report;
+  }
+  if (ec) {
+    spdlog::error("cannot list {} completely ({}); deploys not listed are unknown to this run",
+                  jobs_dir_.string(), ec.message());
   }
   return interrupted;
 }
 
-void JobStore::put(const DeployReport& report) {
-  persist(report);
+bool JobStore::recoverJob(const fs::path& job_dir) {
+  std::error_code ec;
+  if (!fs::is_directory(job_dir, ec)) {
+    if (ec) spdlog::warn("skipping {} on recovery: {}", job_dir.string(), ec.message());
+    return false;
+  }
+  const std::string id = job_dir.filename().string();
+  const bool named_like_a_job = isValidDeployId(id);
+  const fs::path report_path = job_dir / "report.json";
+  const auto report_status = fs::symlink_status(report_path, ec);
+  if (report_status.type() == fs::file_type::not_found) {
+    // The agent died while receiving or unpacking this upload: it was never accepted (no
+    // id was answered), so nobody can ask for it and nothing of it is kept.
+    if (named_like_a_job) {
+      spdlog::info("removing {}: an upload the agent never accepted", job_dir.string());
+      std::error_code ignored;
+      fs::remove_all(job_dir, ignored);
+    }
+    return false;
+  }
+
+  std::optional<DeployReport> report;
+  std::string unreadable;
+  if (ec) {
+    unreadable = ec.message();
+  } else {
+    try {
+      std::ifstream in(report_path);
+      if (!in) throw std::runtime_error("cannot open it");
+      report = DeployReport::fromJson(nlohmann::json::parse(in));
+      if (report->id != id) {
+        unreadable = "it names deploy '" + report->id + "'";
+        report.reset();
+      }
+    } catch (const std::exception& e) {
+      unreadable = e.what();
+      report.reset();
+    }
+  }
+  const bool lost = !report;
+  if (lost) {
+    if (!named_like_a_job) {
+      spdlog::warn("skipping {} on recovery: unreadable report ({})", report_path.string(), unreadable);
+      return false;
+    }
+    // Empty or torn by a crash, or damaged since: what happened to the deploy is unknown, so
+    // it is reported as interrupted rather than left unanswerable.
+    spdlog::error("the report {} is unreadable ({}); deploy {} is marked failed", report_path.string(),
+                  unreadable, id);
+    report.emplace();
+    report->id = id;
+    report->phase = "unknown";
+    report->status = DeployStatus::kFailed;
+    report->error = DeployError{"agent_restarted",
+                                "the agent restarted and could not read this deploy's report; whether "
+                                "it completed is unknown, and it can be submitted again"};
+  }
+
+  std::error_code ignored;
+  fs::remove_all(job_dir / kTrashDirName, ignored);
+  // The upload is needed only until the job ends; one left behind was cut off mid-cleanup.
+  fs::remove(job_dir / "bundle.upload", ignored);
+  removeLeftoverTemporaries(job_dir);
+  bool interrupted = false;
+  if (lost || !isTerminal(report->status)) {
+    fs::remove_all(job_dir / "work", ignored);
+    if (!lost) {
+      // The deploy key lived only in memory, so the job cannot be resumed; say so plainly.
+      report->status = DeployStatus::kFailed;
+      report->error = DeployError{"agent_restarted",
+                                  "the agent stopped while this deploy was " + report->phase +
+                                      "; it was not completed and can be submitted again"};
+    }
+    report->finished_at_ms = nowUnixMillis();
+    interrupted = true;
+    persist(*report);  // a failure is logged; this run answers from memory either way
+  }
+  std::lock_guard lock(mutex_);
+  reports_[report->id] = *report;
+  return interrupted;
+}
+
+bool JobStore::put(const DeployReport& report) {
+  const bool stored = persist(report);
   {
     std::lock_guard lock(mutex_);
     reports_[report.id] = report;
   }
   changed_.notify_all();
+  return stored;
 }
 
 std::optional<DeployReport> JobStore::get(const std::string& id) const {
@@ -96,17 +268,27 @@ std::optional<DeployReport> JobStore::waitForTerminal(const std::string& id,
   return it->second;
 }
 
-void JobStore::persist(const DeployReport& report) const {
+bool JobStore::persist(const DeployReport& report) const {
   const fs::path dir = jobs_dir_ / report.id;
-  fs::create_directories(dir);
-  const fs::path temp = dir / "report.json.tmp";
-  {
-    std::ofstream out(temp, std::ios::trunc);
-    out << report.toStoredJson().dump(2) << '\n';
-    out.flush();
-    if (!out) throw std::runtime_error("cannot write " + temp.string());
+  std::string error;
+  try {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) {
+      error = "cannot create " + dir.string() + ": " + ec.message();
+    } else {
+      // Output of npm or the CLI quoted in an error need not be UTF-8; it must not make the
+      // report unstorable.
+      const std::string text =
+          report.toStoredJson().dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + '\n';
+      if (replaceFileDurably(dir / "report.json", text, error)) return true;
+    }
+  } catch (const std::exception& e) {
+    error = e.what();
   }
-  fs::rename(temp, dir / "report.json");
+  spdlog::error("cannot store the report of deploy {} ({}): {}; it is kept in memory only",
+                report.id, statusName(report.status), error);
+  return false;
 }
 
 }  // namespace da

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -15,6 +16,18 @@ fs::path freshDir(const std::string& name) {
   fs::path dir = fs::temp_directory_path() / ("da-jobstore-" + name + "-" + da::newDeployId());
   fs::remove_all(dir);
   return dir;
+}
+
+std::vector<std::string> entryNames(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+nlohmann::json storedReport(const fs::path& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
 }
 
 da::DeployReport queuedReport() {
@@ -34,7 +47,7 @@ TEST(JobStore, PersistsReportsAtomically) {
   auto report = queuedReport();
   store.put(report);
   EXPECT_TRUE(fs::exists(dir / report.id / "report.json"));
-  EXPECT_FALSE(fs::exists(dir / report.id / "report.json.tmp"));
+  EXPECT_EQ(entryNames(dir / report.id), std::vector<std::string>{"report.json"}) << "no temporary file stays";
   std::ifstream in(dir / report.id / "report.json");
   auto stored = nlohmann::json::parse(in);
   EXPECT_EQ(stored["status"], "queued");
@@ -122,5 +135,145 @@ TEST(JobStore, DiscardRemovesEverything) {
   store.discard(report.id);
   EXPECT_FALSE(store.get(report.id));
   EXPECT_FALSE(fs::exists(dir / report.id));
+  fs::remove_all(dir);
+}
+
+// Review finding: a directory at the old fixed temporary path (or a full or read-only disk)
+// made put() throw, which killed a worker thread and with it the agent.
+TEST(JobStore, SomethingAtAnOldTemporaryPathDoesNotBlockWrites) {
+  auto dir = freshDir("tmp-in-the-way");
+  da::JobStore store(dir);
+  auto report = queuedReport();
+  store.put(report);
+  fs::create_directories(dir / report.id / "report.json.tmp");
+  report.status = da::DeployStatus::kSucceeded;
+  EXPECT_TRUE(store.put(report));
+  EXPECT_EQ(storedReport(dir / report.id / "report.json")["status"], "succeeded");
+  fs::remove_all(dir);
+}
+
+TEST(JobStore, AReportThatCannotBeWrittenIsKeptInMemoryAndWakesWaiters) {
+  auto dir = freshDir("unwritable");
+  da::JobStore store(dir);
+  auto report = queuedReport();
+  store.put(report);
+  // A non-empty directory where report.json goes: no rename can replace it, not even root's.
+  fs::remove(dir / report.id / "report.json");
+  fs::create_directories(dir / report.id / "report.json" / "in-the-way");
+  auto finished = report;
+  finished.status = da::DeployStatus::kFailed;
+  finished.error = da::DeployError{"push_rejected", "nope"};
+  bool stored = true;
+  std::thread finisher([&] { stored = store.put(finished); });
+  auto seen = store.waitForTerminal(report.id, std::chrono::seconds(30));
+  finisher.join();
+  EXPECT_FALSE(stored);
+  ASSERT_TRUE(seen);
+  EXPECT_EQ(seen->status, da::DeployStatus::kFailed);
+  EXPECT_EQ(store.get(report.id)->error->reason, "push_rejected");
+  EXPECT_EQ(entryNames(dir / report.id), std::vector<std::string>{"report.json"})
+      << "a failed write removes its temporary file";
+  fs::remove_all(dir);
+}
+
+TEST(JobStore, AJobFolderThatCannotBeCreatedDoesNotThrow) {
+  auto dir = freshDir("folder-is-a-file");
+  da::JobStore store(dir);
+  auto report = queuedReport();
+  std::ofstream(dir / report.id) << "a regular file where the job folder goes";
+  bool stored = true;
+  EXPECT_NO_THROW(stored = store.put(report));
+  EXPECT_FALSE(stored);
+  ASSERT_TRUE(store.get(report.id));
+  EXPECT_EQ(store.get(report.id)->status, da::DeployStatus::kQueued);
+  fs::remove_all(dir);
+}
+
+TEST(JobStore, ReportsThatCannotBeEncodedAsUtf8AreStillStored) {
+  auto dir = freshDir("utf8");
+  da::JobStore store(dir);
+  auto report = queuedReport();
+  report.status = da::DeployStatus::kFailed;
+  report.error = da::DeployError{"install_failed", "npm said \xff\xfe"};  // CLI output is bytes
+  EXPECT_TRUE(store.put(report));
+  EXPECT_EQ(storedReport(dir / report.id / "report.json")["error"]["reason"], "install_failed");
+  fs::remove_all(dir);
+}
+
+TEST(JobStore, RecoveryFailsJobsWhoseReportIsUnreadable) {
+  auto dir = freshDir("unreadable");
+  const std::string empty = da::newDeployId();      // a crash between rename and write-back
+  const std::string corrupt = da::newDeployId();
+  const std::string misplaced = da::newDeployId();  // holds another job's report
+  auto other = queuedReport();
+  other.status = da::DeployStatus::kSucceeded;
+  {
+    da::JobStore store(dir);
+    store.put(other);
+  }
+  fs::create_directories(dir / empty / "work/bundle");
+  std::ofstream(dir / empty / "report.json");
+  fs::create_directories(dir / corrupt);
+  std::ofstream(dir / corrupt / "report.json") << R"({"id": ")" << corrupt << R"(", "sta)";
+  fs::create_directories(dir / misplaced);
+  fs::copy_file(dir / other.id / "report.json", dir / misplaced / "report.json");
+  fs::create_directories(dir / "not-a-job");
+  std::ofstream(dir / "not-a-job" / "report.json") << "garbage";
+
+  da::JobStore restarted(dir);
+  size_t interrupted = 0;
+  EXPECT_NO_THROW(interrupted = restarted.recover());
+  EXPECT_EQ(interrupted, 3u);
+  for (const auto& id : {empty, corrupt, misplaced}) {
+    auto recovered = restarted.get(id);
+    ASSERT_TRUE(recovered) << id;
+    EXPECT_EQ(recovered->status, da::DeployStatus::kFailed);
+    ASSERT_TRUE(recovered->error);
+    EXPECT_EQ(recovered->error->reason, "agent_restarted");
+    auto stored = storedReport(dir / id / "report.json");  // rewritten, so the next start reads it
+    EXPECT_EQ(stored["id"], id);
+    EXPECT_EQ(stored["status"], "failed");
+    EXPECT_EQ(stored["error"]["reason"], "agent_restarted");
+  }
+  EXPECT_FALSE(fs::exists(dir / empty / "work"));
+  EXPECT_EQ(restarted.get(other.id)->status, da::DeployStatus::kSucceeded);
+  EXPECT_FALSE(restarted.get("not-a-job"));
+  EXPECT_TRUE(fs::exists(dir / "not-a-job" / "report.json")) << "only folders named like a job are the store's";
+  fs::remove_all(dir);
+}
+
+TEST(JobStore, RecoveryNeverThrowsBecauseOfOneBadFolder) {
+  auto dir = freshDir("bad-folders");
+  auto running = queuedReport();
+  running.status = da::DeployStatus::kRunning;
+  running.phase = "install";
+  auto done = queuedReport();
+  done.status = da::DeployStatus::kSucceeded;
+  {
+    da::JobStore store(dir);
+    store.put(running);
+    store.put(done);
+  }
+  // Unreadable and unwritable: a non-empty directory where the report goes.
+  const std::string blocked = da::newDeployId();
+  fs::create_directories(dir / blocked / "report.json" / "in-the-way");
+  // A job folder that cannot even be examined: a symlink to itself (ELOOP).
+  fs::create_directory_symlink(dir / "dep_loop", dir / "dep_loop");
+  // Leftover temporary files of a crash mid-write, and the old fixed temporary path.
+  std::ofstream(dir / done.id / "report.json.tmp-0123456789abcdef") << "{";
+  fs::create_directories(dir / done.id / "report.json.tmp");
+
+  da::JobStore restarted(dir);
+  size_t interrupted = 0;
+  EXPECT_NO_THROW(interrupted = restarted.recover());
+  EXPECT_EQ(interrupted, 2u);  // running, blocked
+  auto lost = restarted.get(blocked);
+  ASSERT_TRUE(lost) << "the job is answered from memory though its report cannot be stored";
+  EXPECT_EQ(lost->status, da::DeployStatus::kFailed);
+  EXPECT_EQ(lost->error->reason, "agent_restarted");
+  EXPECT_EQ(restarted.get(running.id)->error->reason, "agent_restarted");
+  EXPECT_EQ(restarted.get(done.id)->status, da::DeployStatus::kSucceeded);
+  EXPECT_EQ(entryNames(dir / done.id), std::vector<std::string>{"report.json"});
+  EXPECT_EQ(entryNames(dir / blocked), std::vector<std::string>{"report.json"});
   fs::remove_all(dir);
 }
