@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "bundle/refusal.h"
+#include "bundle/utf8_names.h"
 
 namespace da::bundle::detail {
 namespace {
@@ -30,7 +31,13 @@ std::string_view stripLeadingDotSlash(std::string_view path) {
 
 }  // namespace
 
-std::string normalizeEntryPath(std::string_view raw, uint64_t max_path_bytes) {
+std::string normalizeEntryPath(std::string_view raw, const IntakeLimits& limits) {
+  // Checked before anything else: every later refusal puts the name into JSON, which needs
+  // valid UTF-8, and a name in raw bytes of some legacy code page would not survive the CLI.
+  if (!isValidUtf8(raw)) {
+    const std::string escaped = escapeInvalidUtf8(raw);
+    refuse("invalid_path", "entry name is not valid UTF-8: '" + escaped + "'", escaped);
+  }
   const std::string entry(raw);
   // libarchive hands names over as C strings, so a NUL inside a stored name has already cut
   // it short by the time it reaches us; what is left is still checked below.
@@ -38,10 +45,10 @@ std::string normalizeEntryPath(std::string_view raw, uint64_t max_path_bytes) {
   if (hasControlCharacter(raw)) {
     refuse("invalid_path", "entry name contains a control character", entry);
   }
-  if (raw.size() > max_path_bytes) {
+  if (raw.size() > limits.max_path_bytes) {
     refuse("path_too_long",
            "entry name is " + std::to_string(raw.size()) + " bytes, limit is " +
-               std::to_string(max_path_bytes),
+               std::to_string(limits.max_path_bytes),
            entry, "max_path_bytes");
   }
   if (raw.front() == '/' || hasDriveLetter(raw)) {
@@ -74,6 +81,14 @@ std::string normalizeEntryPath(std::string_view raw, uint64_t max_path_bytes) {
                  " bytes",
              entry);
     }
+  }
+  // Every component is a directory to create and walk; bounding the depth bounds that work
+  // (and the inodes a single entry can imply).
+  if (components.size() > limits.max_path_depth) {
+    refuse("path_too_long",
+           "entry name has " + std::to_string(components.size()) + " components, limit is " +
+               std::to_string(limits.max_path_depth),
+           entry, "max_path_depth");
   }
   return std::string(relative);
 }

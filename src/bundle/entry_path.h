@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "bundle/intake.h"
+
 namespace da::bundle::detail {
 
 // Longest single path component Linux accepts (NAME_MAX); longer ones fail at open().
@@ -15,7 +17,9 @@ inline constexpr size_t kMaxComponentBytes = 255;
 
 // Returns the entry's path relative to the extraction root: `/`-separated, without leading
 // `./` and without a trailing `/`. The archive root itself ("./" or ".") maps to "".
-// Throws Refusal (absolute_path, path_traversal, invalid_path, path_too_long) naming `raw`.
-std::string normalizeEntryPath(std::string_view raw, uint64_t max_path_bytes);
+// Throws Refusal (absolute_path, path_traversal, invalid_path, path_too_long) naming `raw`;
+// a name that is not valid UTF-8 is refused first, and named with its bad bytes escaped.
+// Uses limits.max_path_bytes and limits.max_path_depth.
+std::string normalizeEntryPath(std::string_view raw, const IntakeLimits& limits);
 
 }  // namespace da::bundle::detail

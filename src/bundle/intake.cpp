@@ -28,6 +28,8 @@
 #include "bundle/extraction_guards.h"
 #include "bundle/refusal.h"
 #include "bundle/staging_dir.h"
+#include "bundle/utf8_names.h"
+#include "bundle/zip_directory.h"
 
 namespace da::bundle {
 namespace fs = std::filesystem;
@@ -217,8 +219,37 @@ bool readNextHeader(archive* reader, archive_entry** entry) {
   const int status = archive_read_next_header(reader, entry);
   if (status == ARCHIVE_EOF) return false;
   if (status == ARCHIVE_OK) return true;
-  const std::string name = status == ARCHIVE_WARN ? entryName(*entry) : "";
+  if (status != ARCHIVE_WARN) {
+    refuse("corrupt_archive", "cannot read next entry: " + libarchiveError(reader));
+  }
+  // A name stored as UTF-8 (pax `path`, zip UTF-8 flag) that is not valid UTF-8 fails
+  // libarchive's conversion with a warning; the pax reader then keeps the raw bytes, the zip
+  // reader no name at all. Under the UTF-8 locale extraction runs in, that is the only way
+  // to end up with no name or a name that is not UTF-8.
+  const char* name = archive_entry_pathname(*entry);
+  if (name == nullptr || !detail::isValidUtf8(name)) {
+    const std::string escaped = name != nullptr ? detail::escapeInvalidUtf8(name) : "";
+    refuse("invalid_path", "entry name is not valid UTF-8 (" + libarchiveError(reader) + ")", escaped);
+  }
   refuse("corrupt_archive", "cannot read next entry: " + libarchiveError(reader), name);
+}
+
+// Bytes of a tar's end-of-archive marker: two zero blocks.
+constexpr int64_t kTarEndMarkerBytes = 2 * 512;
+
+// libarchive's tar reader reports the end of the archive both after the zero blocks and when
+// the data simply stops on a block boundary ("some writers omit the block of nulls"). A
+// plain tar cut off between two entries would then unpack as a complete, smaller app, so
+// the marker is required: libarchive consumes the zero blocks it finds when it reaches the
+// end, and `entries_end` is where the last entry's data (padding included) ended. Compressed
+// tars need no such check; gzip's length and CRC trailer catches the cut first.
+void requireTarEndMarker(archive* reader, int64_t entries_end) {
+  const int64_t marker_bytes = archive_filter_bytes(reader, 0) - entries_end;
+  if (marker_bytes < kTarEndMarkerBytes) {
+    refuse("corrupt_archive",
+           "tar archive is truncated: no end-of-archive marker (two zero blocks) after the "
+           "last entry");
+  }
 }
 
 enum class EntryKind { kFile, kDirectory };
@@ -294,6 +325,8 @@ void extractFile(archive* reader, archive_entry* entry, const std::string& path,
 
 Extracted extract(const fs::path& archive_path, Format format, const fs::path& requested_dest,
                   const IntakeLimits& limits) {
+  // First, so that it outlives the reader: libarchive picks the locale's charset per reader.
+  const detail::ScopedUtf8Locale utf8_names;
   const fs::path dest = normalizedDestination(requested_dest);
   requireDestinationFree(dest);
   if (format == Format::kUnknown) {
@@ -301,6 +334,9 @@ Extracted extract(const fs::path& archive_path, Format format, const fs::path& r
   }
   const uint64_t archive_bytes = archiveSizeWithinLimits(archive_path, limits);
   requireMagicOfFormat(archive_path, format);
+  if (format == Format::kZip) {
+    detail::checkZipCentralDirectory(archive_path, archive_bytes, limits.max_entries);
+  }
   ArchiveReader reader = openReader(archive_path, format);
 
   detail::StagingDir staging(dest);  // removed again unless commitTo() runs
@@ -310,16 +346,29 @@ Extracted extract(const fs::path& archive_path, Format format, const fs::path& r
   uint64_t files = 0;
 
   archive_entry* entry = nullptr;
-  while (readNextHeader(reader.get(), &entry)) {
+  while (true) {
+    // Every entry before this point has been read to its end (directories are skipped
+    // explicitly below), so this is where the entries stop if no header follows.
+    const int64_t entries_end = archive_filter_bytes(reader.get(), 0);
+    if (!readNextHeader(reader.get(), &entry)) {
+      if (format == Format::kTar) requireTarEndMarker(reader.get(), entries_end);
+      break;
+    }
     const std::string name = entryName(entry);
+    // The path rules come first: they refuse names that are not UTF-8, which no other
+    // refusal may carry.
+    const std::string path = detail::normalizeEntryPath(name, limits);
     if (++result.entries > limits.max_entries) {
       refuse("too_many_entries",
              "archive has more than " + std::to_string(limits.max_entries) + " entries", name,
              "max_entries");
     }
-    const std::string path = detail::normalizeEntryPath(name, limits.max_path_bytes);
     const EntryKind kind = classifyEntry(entry, name);
     if (kind == EntryKind::kDirectory) {
+      // A tar directory header may still claim a size; skip it now so entries_end is exact.
+      if (archive_read_data_skip(reader.get()) != ARCHIVE_OK) {
+        refuse("corrupt_archive", "cannot skip entry data: " + libarchiveError(reader.get()), name);
+      }
       if (path.empty()) continue;  // "./": the root, which the staging directory already is
       registry.claimDirectory(path, name);
       staging.makeDirectory(path);
@@ -365,6 +414,12 @@ IntakeResult extractArchive(const fs::path& archive, Format format, const fs::pa
     result.error = IntakeError{"internal_error", e.what(), {}, {}};
   } catch (...) {
     result.error = IntakeError{"internal_error", "unknown exception during extraction", {}, {}};
+  }
+  if (result.error) {
+    // The error ends up in JSON. Names are checked before they reach a refusal, but a
+    // libarchive message or a destination path may still carry arbitrary bytes.
+    result.error->message = detail::escapeInvalidUtf8(result.error->message);
+    result.error->entry = detail::escapeInvalidUtf8(result.error->entry);
   }
   return result;
 }

@@ -23,6 +23,10 @@ struct IntakeLimits {
   uint64_t max_unpacked_bytes = 512ull << 20;       // sum of regular file sizes
   uint64_t max_entries = 20000;
   uint64_t max_path_bytes = 1024;
+  // Components in one entry name (`a/b/c.ts` has 3). Each is a directory to create and to
+  // walk through, so a deep tree costs CPU and inodes out of proportion to its bytes. App
+  // sources, and node_modules as npm (>= 3) lays them out mostly flat, stay well below this.
+  uint64_t max_path_depth = 32;
   uint64_t max_compression_ratio = 200;             // unpacked / archive, zip-bomb guard
   // The ratio is only enforced once this much has been unpacked: a few hundred bytes of
   // archive holding some KiB of repetitive generated code is no bomb.
@@ -30,23 +34,29 @@ struct IntakeLimits {
 };
 
 // A refusal names the rule (`reason`, a stable snake_case code), the entry when one is
-// to blame, and the limit when one was exceeded.
+// to blame, and the limit when one was exceeded. Message and entry are always valid UTF-8.
 //
 // extractArchive reasons:
 //   destination_exists   dest (or anything at that path, even a dangling symlink) exists
 //   unsupported_format   Format::kUnknown was passed
 //   format_mismatch      the bytes are not the declared format (e.g. gzip but not a tar inside)
-//   corrupt_archive      libarchive could not read it (truncated, bad CRC, ...); message has its error
+//   corrupt_archive      libarchive could not read it (truncated, bad CRC, ...); message has its
+//                        error. Also: a plain tar without its end-of-archive marker (two zero
+//                        blocks; without them a cut-off upload looks complete), a zip without a
+//                        usable end-of-central-directory record
 //   empty_archive        no regular file in the archive
 //   absolute_path        entry name starts with `/` or a drive letter (`C:/`)
 //   path_traversal       entry name has a `..` component
-//   invalid_path         empty name, control character, backslash, empty or `.` component
-//   path_too_long        name longer than max_path_bytes (limit set) or a component > 255 bytes
+//   invalid_path         empty name, not valid UTF-8 (entry and message show bad bytes as \xFF),
+//                        control character, backslash, empty or `.` component
+//   path_too_long        name longer than max_path_bytes or deeper than max_path_depth (limit
+//                        set), or a component > 255 bytes
 //   link_entry           symlink or hardlink
 //   special_file         device, fifo, socket or any other non-file, non-directory entry
 //   encrypted_entry      encrypted zip entry
 //   duplicate_entry      same path twice, or a path used both as a file and as a directory
-//   too_many_entries     more than max_entries
+//   too_many_entries     more than max_entries; for zip also checked on the central directory
+//                        before it is loaded (entry empty then)
 //   too_large            archive over max_archive_bytes, or unpacked over max_unpacked_bytes
 //   compression_ratio    unpacked bytes over max_compression_ratio x archive size on disk
 //   invalid_destination  dest is empty or ends in `.`/`..`
@@ -72,7 +82,9 @@ struct IntakeResult {
   bool ok() const { return extracted.has_value(); }
 };
 
-// Extracts `archive` (a file on disk) into `dest`, which must not exist yet.
+// Extracts `archive` (a file on disk) into `dest`, which must not exist yet. Entry names are
+// read as UTF-8 whatever the process locale (the calling thread's locale is switched for the
+// duration of the call and restored).
 IntakeResult extractArchive(const std::filesystem::path& archive, Format format,
                             const std::filesystem::path& dest, const IntakeLimits& limits);
 

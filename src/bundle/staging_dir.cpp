@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +21,9 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr mode_t kDirectoryMode = 0755;
+// Enough for any path within the default max_path_depth; a higher configured depth still
+// works, it just re-opens the directories below this depth for every entry.
+constexpr size_t kMaxOpenDirectories = 64;
 
 [[noreturn]] void refuseIo(const std::string& what, const std::string& entry = {}) {
   refuse("io_error", what + ": " + std::strerror(errno), entry);
@@ -94,36 +98,62 @@ StagingDir::StagingDir(const fs::path& dest) {
 }
 
 StagingDir::~StagingDir() {
+  open_dirs_.clear();
+  uncached_parent_.reset();
   root_.reset();
   if (committed_) return;
   std::error_code ignored;  // best effort: a destructor has nobody to report to
   fs::remove_all(path_, ignored);
 }
 
-UniqueFd StagingDir::openParentDirectory(const std::string& relative, std::string* leaf) {
-  std::vector<std::string_view> parts = da::splitOn(relative, '/');
-  *leaf = std::string(parts.back());
-  parts.pop_back();
-  UniqueFd current(::dup(root_.get()));
-  if (current.get() < 0) refuseIo("cannot duplicate descriptor", relative);
-  for (std::string_view part : parts) {
-    current = openOrCreateDirectory(current.get(), std::string(part), relative);
+int StagingDir::openParentDirectory(const std::string& relative, std::string* leaf) {
+  const size_t last_slash = relative.rfind('/');
+  *leaf = relative.substr(last_slash == std::string::npos ? 0 : last_slash + 1);
+  const std::string_view parent =
+      last_slash == std::string::npos ? std::string_view() : std::string_view(relative).substr(0, last_slash);
+  if (uncached_parent_.get() >= 0 && parent == uncached_parent_path_) return uncached_parent_.get();
+
+  std::vector<std::string_view> parts;
+  if (!parent.empty()) parts = da::splitOn(parent, '/');
+  // Paths are normalized (no `.`, `..` or empty components), so equal leading names mean
+  // the same directories.
+  size_t shared = 0;
+  while (shared < open_dirs_.size() && shared < parts.size() && open_dirs_[shared].name == parts[shared]) {
+    ++shared;
   }
+  // A parent higher up the open chain (say `package.json` between two files of `a/b/`) is
+  // served from it without closing the deeper directories the next entry likely needs.
+  if (shared == parts.size()) return shared == 0 ? root_.get() : open_dirs_[shared - 1].fd.get();
+
+  open_dirs_.erase(open_dirs_.begin() + static_cast<std::ptrdiff_t>(shared), open_dirs_.end());
+  uncached_parent_.reset();
+  int current = open_dirs_.empty() ? root_.get() : open_dirs_.back().fd.get();
+  for (size_t i = shared; i < parts.size(); ++i) {
+    UniqueFd next = openOrCreateDirectory(current, std::string(parts[i]), relative);
+    if (open_dirs_.size() < kMaxOpenDirectories) {
+      open_dirs_.push_back(OpenDirectory{std::string(parts[i]), std::move(next)});
+      current = open_dirs_.back().fd.get();
+    } else {
+      uncached_parent_ = std::move(next);  // closes the one above, which is no longer needed
+      current = uncached_parent_.get();
+    }
+  }
+  if (uncached_parent_.get() >= 0) uncached_parent_path_ = std::string(parent);
   return current;
 }
 
 void StagingDir::makeDirectory(const std::string& relative) {
   std::string leaf;
-  UniqueFd parent = openParentDirectory(relative, &leaf);
-  openOrCreateDirectory(parent.get(), leaf, relative);
+  const int parent = openParentDirectory(relative, &leaf);
+  openOrCreateDirectory(parent, leaf, relative);
 }
 
 UniqueFd StagingDir::createFile(const std::string& relative, mode_t mode) {
   std::string leaf;
-  UniqueFd parent = openParentDirectory(relative, &leaf);
+  const int parent = openParentDirectory(relative, &leaf);
   // O_EXCL: duplicates are refused before we get here, so an existing file means something
   // is wrong and must not be overwritten. O_NOFOLLOW: never write through a symlink.
-  UniqueFd file(::openat(parent.get(), leaf.c_str(),
+  UniqueFd file(::openat(parent, leaf.c_str(),
                          O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (file.get() < 0) refuseIo("cannot create file", relative);
   // Explicit chmod: the open() mode is filtered through the umask.
@@ -133,6 +163,8 @@ UniqueFd StagingDir::createFile(const std::string& relative, mode_t mode) {
 
 void StagingDir::commitTo(const fs::path& dest) {
   if (::fchmod(root_.get(), kDirectoryMode) != 0) refuseIo("cannot chmod staging directory");
+  open_dirs_.clear();
+  uncached_parent_.reset();
   root_.reset();
   if (!renameWithoutReplacing(path_, dest)) {
     if (errno == EEXIST || errno == ENOTEMPTY) {

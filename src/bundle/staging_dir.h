@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace da::bundle::detail {
 
@@ -53,10 +54,28 @@ class StagingDir {
   void commitTo(const std::filesystem::path& dest);
 
  private:
-  UniqueFd openParentDirectory(const std::string& relative, std::string* leaf);
+  // One directory of the path the previous entry was written under, open.
+  struct OpenDirectory {
+    std::string name;
+    UniqueFd fd;
+  };
+
+  // Returns a descriptor of the entry's parent directory (creating missing ones), valid
+  // until the next call. Archives list a directory's entries together, so the parent of one
+  // entry mostly shares its leading directories with the previous one: those stay open in
+  // open_dirs_ and only the components that differ are opened, instead of every component
+  // from the root for every entry (19,000 files under 500 nested directories: 40 s of CPU).
+  int openParentDirectory(const std::string& relative, std::string* leaf);
 
   std::filesystem::path path_;
   UniqueFd root_;
+  // open_dirs_[i] is component i of the last parent directory opened, below root_. At most
+  // kMaxOpenDirectories are kept, so descriptors stay bounded however deep a path goes (the
+  // depth limit is configurable). Below that depth only the last parent itself stays open,
+  // in uncached_parent_, and serves the entries that share exactly that parent.
+  std::vector<OpenDirectory> open_dirs_;
+  UniqueFd uncached_parent_;
+  std::string uncached_parent_path_;
   bool committed_ = false;
 };
 

@@ -10,6 +10,8 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "bundle/utf8_names.h"
+
 namespace testsupport {
 namespace fs = std::filesystem;
 
@@ -151,6 +153,9 @@ ArchiveBuilder& ArchiveBuilder::tarDialect(TarDialect dialect) {
 }
 
 std::string ArchiveBuilder::build(Format format) const {
+  // libarchive converts names from the locale's charset to UTF-8 for pax records and flagged
+  // zip names; in the C locale every non-ASCII name would fail and fall back to raw bytes.
+  const da::bundle::detail::ScopedUtf8Locale utf8_names;
   std::string bytes;
   ArchiveWriter writer = newWriter(format, dialect_, passphrase_);
   archive* a = writer.get();
@@ -235,6 +240,50 @@ std::string forgeZipUncompressedSize(std::string zip, uint32_t claimed) {
     put32(offsetOf(std::string_view("PK\x07\x08", 4)) + kDescriptorSizeOffset, claimed);
   }
   put32(offsetOf(std::string_view("PK\x01\x02", 4)) + kCentralHeaderSizeOffset, claimed);
+  return zip;
+}
+
+std::string forgeZipDeclaredEntries(std::string zip, uint64_t declared, bool zip64) {
+  auto put = [&zip](size_t offset, uint64_t value, int bytes) {
+    for (int i = 0; i < bytes; ++i) zip[offset + i] = static_cast<char>((value >> (8 * i)) & 0xff);
+  };
+  auto get = [&zip](size_t offset, int bytes) {
+    uint64_t value = 0;
+    for (int i = bytes - 1; i >= 0; --i) value = (value << 8) | static_cast<unsigned char>(zip[offset + i]);
+    return value;
+  };
+  const size_t end_record = zip.rfind(std::string_view("PK\x05\x06", 4));
+  if (end_record == std::string::npos || end_record + 22 > zip.size()) {
+    throw std::runtime_error("forgeZipDeclaredEntries: no end of central directory record");
+  }
+  constexpr size_t kEntriesOnDisk = 8, kEntriesTotal = 10, kDirectoryBytes = 12, kDirectoryOffset = 16;
+  if (!zip64) {
+    if (declared > 0xffff) throw std::invalid_argument("forgeZipDeclaredEntries: needs zip64 above 65535");
+    put(end_record + kEntriesOnDisk, declared, 2);
+    put(end_record + kEntriesTotal, declared, 2);
+    return zip;
+  }
+  const uint64_t directory_bytes = get(end_record + kDirectoryBytes, 4);
+  const uint64_t directory_offset = get(end_record + kDirectoryOffset, 4);
+  zip.insert(end_record, std::string(56 + 20, '\0'));  // room for the zip64 end record and locator
+  const size_t record = end_record;
+  const size_t locator = record + 56;
+  const size_t classic = locator + 20;
+  zip.replace(record, 4, "PK\x06\x06");
+  put(record + 4, 56 - 12, 8);             // size of the rest of the record
+  put(record + 12, 45, 2);                 // version made by
+  put(record + 14, 45, 2);                 // version needed: 4.5, zip64
+  put(record + 24, declared, 8);           // entries on this disk
+  put(record + 32, declared, 8);           // entries in total
+  put(record + 40, directory_bytes, 8);
+  put(record + 48, directory_offset, 8);
+  zip.replace(locator, 4, "PK\x06\x07");
+  put(locator + 8, record, 8);             // where the zip64 end record is
+  put(locator + 16, 1, 4);                 // number of disks
+  put(classic + kEntriesOnDisk, 0xffff, 2);
+  put(classic + kEntriesTotal, 0xffff, 2);
+  put(classic + kDirectoryBytes, 0xffffffff, 4);
+  put(classic + kDirectoryOffset, 0xffffffff, 4);
   return zip;
 }
 

@@ -1,7 +1,10 @@
 // Builds tar, tar.gz and zip archives at test time with libarchive's write API, including
 // hostile ones: names are stored exactly as given (absolute, `..`, backslashes, control
 // characters) and entries may be links, devices, fifos or sockets. Errors throw
-// std::runtime_error, which fails the calling test.
+// std::runtime_error, which fails the calling test. Non-ASCII names are written the way
+// current tools write them: as a UTF-8 pax `path` record (pax dialect; bytes that are not
+// valid UTF-8 go into a `hdrcharset=BINARY` record instead) or a zip name flagged UTF-8.
+// The ustar dialect stores every name as raw bytes, like GNU tar.
 #pragma once
 
 #include <cstdint>
@@ -69,6 +72,13 @@ std::string gzipBytes(const std::string& data);
 // of a single-entry zip built by ArchiveBuilder to `claimed`: a zip whose headers lie
 // consistently about how much its deflate stream holds.
 std::string forgeZipUncompressedSize(std::string zip, uint32_t claimed);
+
+// Rewrites the entry counts the end of central directory record of a zip built by
+// ArchiveBuilder declares, leaving the central directory records themselves alone. With
+// `zip64`, counts and directory location move into a zip64 end record plus locator inserted
+// before the classic record (whose fields then say 0xFFFF / 0xFFFFFFFF, "see zip64"), the
+// way writers lay out archives too big for the classic fields.
+std::string forgeZipDeclaredEntries(std::string zip, uint64_t declared, bool zip64 = false);
 
 // Writes `bytes` to `path` (replacing it), e.g. a deliberately truncated archive.
 void writeBytes(const std::filesystem::path& path, const std::string& bytes);

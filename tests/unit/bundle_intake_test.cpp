@@ -11,6 +11,9 @@
 #include <string>
 
 #include <gtest/gtest.h>
+#include <locale.h>
+
+#include <nlohmann/json.hpp>
 
 #include "bundle/intake.h"
 #include "support/archive_builder.h"
@@ -649,6 +652,313 @@ TEST_F(BundleExtractTest, TrailingSlashOnDestinationStillStagesBesideIt) {
   ASSERT_TRUE(result.ok()) << result.error->reason;
   EXPECT_TRUE(fs::is_regular_file(dest() / "package.json"));
   expectOnlyDestinationRemains();
+}
+
+// ---- extractArchive: names, depth, zip central directory, tar end marker -----------------
+
+// Extraction with the calling thread in the plain C locale, as in a process that never called
+// setlocale: names must come out right anyway, and the thread's locale must be left as found.
+class BundleNameEncodingTest : public BundleExtractTest {
+ protected:
+  void SetUp() override {
+    c_locale_ = ::newlocale(LC_ALL_MASK, "C", nullptr);
+    ASSERT_NE(c_locale_, nullptr);
+    previous_ = ::uselocale(c_locale_);
+  }
+  void TearDown() override {
+    ::uselocale(previous_);
+    ::freelocale(c_locale_);
+  }
+
+  IntakeResult extractInCLocale(const std::string& bytes, Format format) {
+    IntakeResult result = extractBytes(bytes, format);
+    EXPECT_EQ(::uselocale(nullptr), c_locale_) << "the thread's locale was not restored";
+    return result;
+  }
+
+  // What the API does with a refusal: it must not throw (nlohmann::json refuses invalid UTF-8).
+  static void expectSerializable(const IntakeResult& result) {
+    ASSERT_TRUE(result.error.has_value());
+    EXPECT_NO_THROW(
+        (void)nlohmann::json({{"detail", result.error->message}, {"entry", result.error->entry}}).dump());
+  }
+
+  locale_t c_locale_ = nullptr;
+  locale_t previous_ = nullptr;
+};
+
+const std::string kCafe = "convex/caf\xc3\xa9.ts";  // "convex/café.ts" in UTF-8
+
+// Bit 11 of a zip entry's general purpose flags says its name is UTF-8. The flags sit at
+// offset 6 of a local header and 8 of a central directory record; the name at 30 and 46.
+constexpr unsigned kZipUtf8NameFlag = 1u << 11;
+struct ZipHeaderLayout {
+  std::string signature;
+  size_t flags;
+  size_t name;
+};
+const ZipHeaderLayout kZipHeaders[] = {{std::string("PK\x03\x04", 4), 6, 30},
+                                       {std::string("PK\x01\x02", 4), 8, 46}};
+
+// Calls `visit(flags_offset)` for every header (local and central) of the entry `name`.
+template <typename Visit>
+void forEachZipHeaderOf(const std::string& zip, const std::string& name, Visit visit) {
+  for (const ZipHeaderLayout& header : kZipHeaders) {
+    for (size_t at = zip.find(header.signature); at != std::string::npos;
+         at = zip.find(header.signature, at + 1)) {
+      if (at + header.name + name.size() > zip.size()) continue;
+      if (zip.compare(at + header.name, name.size(), name) == 0) visit(at + header.flags);
+    }
+  }
+}
+
+bool zipNameFlaggedUtf8(const std::string& zip, const std::string& name) {
+  bool flagged = false;
+  forEachZipHeaderOf(zip, name, [&](size_t flags) {
+    flagged = (static_cast<unsigned char>(zip[flags + 1]) << 8 & kZipUtf8NameFlag) != 0;
+  });
+  return flagged;
+}
+
+std::string clearZipUtf8Flag(std::string zip, const std::string& name) {
+  forEachZipHeaderOf(zip, name, [&](size_t flags) {
+    zip[flags + 1] = static_cast<char>(zip[flags + 1] & ~(kZipUtf8NameFlag >> 8));
+  });
+  return zip;
+}
+
+TEST_F(BundleNameEncodingTest, Utf8NameInPaxRecordExtracts) {
+  ArchiveBuilder builder;
+  builder.addFile("package.json", "{}").addFile(kCafe, "export {};\n");
+  for (Format format : {Format::kTarGz, Format::kTar}) {
+    SCOPED_TRACE(da::bundle::formatName(format));
+    const std::string tar = builder.build(Format::kTar);
+    // What Python's tarfile and GNU tar --format=pax write: a UTF-8 `path` record, no hdrcharset.
+    ASSERT_NE(tar.find("path=" + kCafe + "\n"), std::string::npos);
+    ASSERT_EQ(tar.find("hdrcharset"), std::string::npos);
+
+    const IntakeResult result = extractInCLocale(builder.build(format), format);
+    ASSERT_TRUE(result.ok()) << result.error->reason << ": " << result.error->message;
+    EXPECT_EQ(readFile(dest() / kCafe), "export {};\n");
+    EXPECT_EQ(std::distance(fs::directory_iterator(dest() / "convex"), fs::directory_iterator()), 1);
+    fs::remove_all(dest());
+  }
+}
+
+TEST_F(BundleNameEncodingTest, Utf8FlaggedZipNameExtracts) {
+  ArchiveBuilder builder;
+  builder.addFile("package.json", "{}").addFile(kCafe, "export {};\n");
+  const std::string zip = builder.build(Format::kZip);
+  ASSERT_TRUE(zipNameFlaggedUtf8(zip, kCafe));
+
+  const IntakeResult result = extractInCLocale(zip, Format::kZip);
+  ASSERT_TRUE(result.ok()) << result.error->reason << ": " << result.error->message;
+  EXPECT_EQ(readFile(dest() / kCafe), "export {};\n");
+}
+
+TEST_F(BundleNameEncodingTest, RawBytesThatAreNotUtf8AreRefused) {
+  // GNU tar stores names as the bytes it was given, e.g. Latin-1 from an old system.
+  for (const std::string& name : {std::string("convex/\xff.ts"), std::string("\xff/../x"),
+                                  std::string("convex/caf\xe9.ts"), std::string("a/\xc0\xaf.ts")}) {
+    SCOPED_TRACE(name);
+    ArchiveBuilder builder;
+    builder.tarDialect(testsupport::TarDialect::kUstar).addFile("package.json", "{}").addFile(name, "x");
+    const IntakeResult result = extractInCLocale(builder.build(Format::kTar), Format::kTar);
+    ASSERT_TRUE(result.error.has_value());
+    EXPECT_EQ(result.error->reason, "invalid_path") << result.error->message;
+    expectSerializable(result);
+    expectNothingLeftBehind();
+  }
+  ArchiveBuilder builder;
+  builder.tarDialect(testsupport::TarDialect::kUstar).addFile("convex/\xff.ts", "x");
+  const IntakeResult result = extractInCLocale(builder.build(Format::kTarGz), Format::kTarGz);
+  expectRefused(result, "invalid_path", "convex/\\xFF.ts");
+  EXPECT_NE(result.error->message.find("convex/\\xFF.ts"), std::string::npos) << result.error->message;
+}
+
+TEST_F(BundleNameEncodingTest, RawBytesInUnflaggedZipNameAreRefused) {
+  // Without the UTF-8 flag, zip names are bytes in some code page (CP437 by the spec).
+  const std::string name = "convex/\xff.ts";
+  ArchiveBuilder builder;
+  builder.addFile("package.json", "{}").addFile(name, "x");
+  const std::string zip = clearZipUtf8Flag(builder.build(Format::kZip), name);
+  ASSERT_FALSE(zipNameFlaggedUtf8(zip, name));
+  const IntakeResult result = extractInCLocale(zip, Format::kZip);
+  expectRefused(result, "invalid_path", "convex/\\xFF.ts");
+  expectSerializable(result);
+}
+
+// Replaces the first `from` after `marker` with `to` (same length: record lengths stay right).
+std::string patchAfter(std::string bytes, const std::string& marker, const std::string& from,
+                       const std::string& to) {
+  const size_t at = bytes.find(from, bytes.find(marker));
+  if (at == std::string::npos || from.size() != to.size()) throw std::runtime_error("patchAfter");
+  bytes.replace(at, from.size(), to);
+  return bytes;
+}
+
+TEST_F(BundleNameEncodingTest, InvalidUtf8InPaxRecordIsRefused) {
+  ArchiveBuilder builder;
+  builder.addFile("package.json", "{}").addFile(kCafe, "x");
+  // The pax record claims UTF-8 (no hdrcharset) but holds bytes that are not.
+  const std::string tar = patchAfter(builder.build(Format::kTar), "path=", "\xc3\xa9", "\xff\xfe");
+  const IntakeResult result = extractInCLocale(tar, Format::kTar);
+  expectRefused(result, "invalid_path", "convex/caf\\xFF\\xFE.ts");
+  expectSerializable(result);
+}
+
+TEST_F(BundleNameEncodingTest, InvalidUtf8InFlaggedZipNameIsRefused) {
+  const std::string name = "convex/\xff.ts";
+  ArchiveBuilder builder;
+  builder.addFile("package.json", "{}").addFile(name, "x");
+  const std::string zip = builder.build(Format::kZip);
+  ASSERT_TRUE(zipNameFlaggedUtf8(zip, name));
+  const IntakeResult result = extractInCLocale(zip, Format::kZip);
+  // libarchive keeps no name at all for such an entry, so none can be reported.
+  expectRefused(result, "invalid_path");
+  expectSerializable(result);
+}
+
+TEST_F(BundleExtractTest, RefusesPathDeeperThanLimit) {
+  IntakeLimits limits;
+  limits.max_path_depth = 4;
+  ArchiveBuilder at_limit;
+  at_limit.addFile("a/b/c/d.txt", "x");
+  const IntakeResult accepted = extract(at_limit, Format::kTar, limits);
+  ASSERT_TRUE(accepted.ok()) << accepted.error->reason << ": " << accepted.error->message;
+  fs::remove_all(dest());
+
+  ArchiveBuilder too_deep;
+  too_deep.addFile("package.json", "{}").addFile("a/b/c/d/e.txt", "x");
+  expectRefused(extract(too_deep, Format::kTar, limits), "path_too_long", "a/b/c/d/e.txt",
+                "max_path_depth");
+  ArchiveBuilder deep_directory;
+  deep_directory.addFile("package.json", "{}").addDir("a/b/c/d/e/");
+  expectRefused(extract(deep_directory, Format::kZip, limits), "path_too_long", "a/b/c/d/e/",
+                "max_path_depth");
+}
+
+TEST_F(BundleExtractTest, DefaultDepthLimitRefusesDeepTrees) {
+  std::string name;
+  for (int i = 0; i < 32; ++i) name += "d/";
+  name += "x.ts";  // 33 components
+  ArchiveBuilder builder;
+  builder.addFile("package.json", "{}").addFile(name, "x");
+  expectRefused(extract(builder, Format::kTarGz), "path_too_long", name, "max_path_depth");
+}
+
+TEST_F(BundleExtractTest, ManyEntriesInADeepTreeExtract) {
+  // 20,000 entries, files 30 components deep, in four branches; half the files alternate
+  // between branches, the worst order for reusing open directories. (On an ext4 without a
+  // journal this takes seconds of kernel time right after other runs deleted many inodes;
+  // see docs/benchmarks.md. On tmpfs it takes well under a second.)
+  constexpr int kBranches = 4;
+  constexpr int kDirectoryLevels = 29;
+  std::vector<std::string> deepest;
+  ArchiveBuilder builder;
+  for (int branch = 0; branch < kBranches; ++branch) {
+    std::string dir = "branch" + std::to_string(branch);
+    builder.addDir(dir + "/");
+    for (int level = 1; level < kDirectoryLevels; ++level) {
+      dir += "/level" + std::to_string(level);
+      builder.addDir(dir + "/");
+    }
+    deepest.push_back(dir);
+  }
+  const int files = 20000 - kBranches * kDirectoryLevels;
+  for (int i = 0; i < files; ++i) {
+    const int branch = i < files / 2 ? i % kBranches : i * kBranches / files;
+    builder.addFile(deepest[branch] + "/f" + std::to_string(i) + ".ts", "x");
+  }
+  ASSERT_EQ(builder.entries().size(), 20000u);
+
+  const IntakeResult result = extract(builder, Format::kTarGz);
+  ASSERT_TRUE(result.ok()) << result.error->reason << ": " << result.error->message;
+  EXPECT_EQ(result.extracted->entries, 20000u);
+  EXPECT_EQ(readFile(dest() / deepest[1] / "f1.ts"), "x");
+  EXPECT_EQ(readFile(dest() / deepest[3] / ("f" + std::to_string(files - 1) + ".ts")), "x");
+  uint64_t extracted_files = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(dest())) extracted_files += entry.is_regular_file();
+  EXPECT_EQ(extracted_files, static_cast<uint64_t>(files));
+}
+
+ArchiveBuilder filesNamed(const std::vector<std::string>& names) {
+  ArchiveBuilder builder;
+  for (const std::string& name : names) builder.addFile(name, name);
+  return builder;
+}
+
+TEST_F(BundleExtractTest, ZipDeclaringMoreEntriesThanTheLimitIsRefusedBeforeLoading) {
+  const std::string zip = filesNamed({"package.json", "a.ts"}).build(Format::kZip);
+  expectRefused(extractBytes(testsupport::forgeZipDeclaredEntries(zip, 60000), Format::kZip),
+                "too_many_entries", "", "max_entries");
+  expectRefused(extractBytes(testsupport::forgeZipDeclaredEntries(zip, 1'500'000, true), Format::kZip),
+                "too_many_entries", "", "max_entries");
+}
+
+TEST_F(BundleExtractTest, ZipCentralDirectoryRecordsAreCountedNotTheDeclaredNumber) {
+  // libarchive reads records until the signature changes and never looks at the declared
+  // count, so an archive that understates it must still be refused before loading.
+  const std::string zip = filesNamed({"a", "b", "c", "d", "e"}).build(Format::kZip);
+  IntakeLimits limits;
+  limits.max_entries = 3;
+  for (bool zip64 : {false, true}) {
+    SCOPED_TRACE(zip64 ? "zip64" : "classic");
+    const std::string understated = testsupport::forgeZipDeclaredEntries(zip, 1, zip64);
+    expectRefused(extractBytes(understated, Format::kZip, limits), "too_many_entries", "",
+                  "max_entries");
+    // Within the limit, the same archive unpacks all five: the count really is ignored.
+    const IntakeResult result = extractBytes(understated, Format::kZip);
+    ASSERT_TRUE(result.ok()) << result.error->reason << ": " << result.error->message;
+    EXPECT_EQ(result.extracted->entries, 5u);
+    fs::remove_all(dest());
+  }
+}
+
+TEST_F(BundleExtractTest, ZipWithoutUsableEndRecordIsCorrupt) {
+  const std::string zip = filesNamed({"package.json"}).build(Format::kZip);
+  expectRefused(extractBytes(zip.substr(0, zip.size() - 22), Format::kZip), "corrupt_archive");
+  std::string other_disk = zip;
+  other_disk[zip.rfind(std::string("PK\x05\x06", 4)) + 4] = 1;  // "this is disk 1"
+  expectRefused(extractBytes(other_disk, Format::kZip), "corrupt_archive");
+}
+
+constexpr size_t kTarBlock = 512;
+
+TEST_F(BundleExtractTest, PlainTarWithoutEndMarkerIsTruncated) {
+  ArchiveBuilder builder;
+  builder.addFile("package.json", "{}").addFile("convex/a.ts", "export {};\n");
+  const std::string tar = builder.build(Format::kTar);
+  ASSERT_EQ(tar.substr(tar.size() - 2 * kTarBlock), std::string(2 * kTarBlock, '\0'));
+
+  // Cut right after the last entry's data, or inside the marker: every block is whole.
+  for (size_t cut : {2 * kTarBlock, kTarBlock}) {
+    SCOPED_TRACE(cut);
+    const IntakeResult result = extractBytes(tar.substr(0, tar.size() - cut), Format::kTar);
+    expectRefused(result, "corrupt_archive");
+    EXPECT_NE(result.error->message.find("end-of-archive"), std::string::npos) << result.error->message;
+  }
+  // Cut between the two entries: what was read looks like a complete, smaller app.
+  const IntakeResult between = extractBytes(tar.substr(0, 2 * kTarBlock), Format::kTar);
+  expectRefused(between, "corrupt_archive");
+}
+
+TEST_F(BundleExtractTest, PlainTarWithEndMarkerOrExtraPaddingIsAccepted) {
+  ArchiveBuilder builder;
+  builder.addFile("package.json", "{}").addDir("convex/").addFile("convex/a.ts", "export {};\n");
+  const std::string tar = builder.build(Format::kTar);
+  for (const std::string& bytes : {tar, tar + std::string(20 * kTarBlock, '\0')}) {
+    SCOPED_TRACE(bytes.size());
+    const IntakeResult result = extractBytes(bytes, Format::kTar);
+    ASSERT_TRUE(result.ok()) << result.error->reason << ": " << result.error->message;
+    EXPECT_EQ(readFile(dest() / "convex/a.ts"), "export {};\n");
+    fs::remove_all(dest());
+  }
+  // A directory as the last entry: nothing to read after its header, the marker follows it.
+  ArchiveBuilder directory_last;
+  directory_last.addFile("package.json", "{}").addDir("convex/");
+  const IntakeResult result = extract(directory_last, Format::kTar);
+  ASSERT_TRUE(result.ok()) << result.error->reason << ": " << result.error->message;
 }
 
 // ---- inspectApp -------------------------------------------------------------------------
