@@ -206,6 +206,15 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
                   {{"limit", "max_archive_bytes"}});
   }
 
+  // Before a byte of the upload: receiving and unpacking 100 MB only to answer 503 wastes both.
+  if (!context_.runner.hasRoom()) {
+    response.set("Retry-After", "30");
+    return refuse(503, "queue_full", "Too many deploys queued",
+                  "the agent already has " + std::to_string(settings.max_queued_jobs) +
+                      " deploys queued; retry later",
+                  {{"limit", "max_queued_jobs"}});
+  }
+
   // 2. Intake into a fresh job directory that is removed again on any refusal.
   const std::string id = newDeployId();
   const fs::path job_dir = context_.store.jobDir(id);
@@ -226,6 +235,15 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
     return refuse(413, "too_large", "The bundle exceeds a limit",
                   "the body is larger than the limit of " + std::to_string(max_bytes) + " bytes",
                   {{"limit", "max_archive_bytes"}});
+  }
+  // A connection that dropped mid-upload ends the body early; a tar cut on a block boundary
+  // or a zip with its directory intact could still unpack, and would push part of an app.
+  if (request.hasContentLength() && *received != static_cast<uint64_t>(request.getContentLength64())) {
+    return refuse(400, "incomplete_body", "The upload was cut short",
+                  "received " + std::to_string(*received) + " of the " +
+                      std::to_string(request.getContentLength64()) +
+                      " bytes Content-Length announced; nothing was accepted",
+                  {{"field", "body"}});
   }
   if (*received == 0) {
     return refuse(400, "empty_body", "Empty body", "the request body must be the bundle archive",

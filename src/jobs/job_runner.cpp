@@ -44,6 +44,11 @@ void JobRunner::stop() {
   }
 }
 
+bool JobRunner::hasRoom() const {
+  std::lock_guard lock(mutex_);
+  return !stopping_ && queue_.size() < settings_.max_queued_jobs;
+}
+
 bool JobRunner::submit(DeployJob job) {
   {
     std::lock_guard lock(mutex_);

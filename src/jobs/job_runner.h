@@ -31,6 +31,9 @@ class JobRunner {
 
   // False when the queue is full; the caller answers 503 and keeps nothing.
   bool submit(DeployJob job);
+  // Whether submit would find room now: lets intake refuse before receiving an upload it
+  // could not queue. submit still decides, since room can go while the upload arrives.
+  bool hasRoom() const;
 
  private:
   void work();
@@ -41,7 +44,7 @@ class JobRunner {
   const Settings& settings_;
   JobStore& store_;
   RunJob run_job_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable available_;
   std::deque<DeployJob> queue_;
   std::atomic<bool> stopping_{false};

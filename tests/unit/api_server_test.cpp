@@ -3,6 +3,9 @@
 // honestly (sandbox_setup_failed) without reaching any network.
 #include <gtest/gtest.h>
 
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/StreamSocket.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -105,6 +108,37 @@ TEST_F(ApiServerTest, StatusLinesCarryTheirReasonPhrase) {
                        {{"Convex-Deploy-Key", "prod:a-b-1|caller-secret-0123456789"}});
   EXPECT_EQ(accepted.status, 202);
   EXPECT_EQ(accepted.reason_phrase, "Accepted");
+}
+
+TEST_F(ApiServerTest, AnUploadCutShortIsRefusedNotDeployed) {
+  const std::string bundle = appBundle();
+  Poco::Net::StreamSocket socket(Poco::Net::SocketAddress("127.0.0.1", server_->port()));
+  const std::string head = "POST /v1/deploys?target=prod HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + kToken +
+                           "\r\nConvex-Deploy-Key: prod:a-b-1|caller-secret-0123456789\r\n"
+                           "Content-Type: application/gzip\r\nContent-Length: " +
+                           std::to_string(bundle.size() + 1000) + "\r\n\r\n";
+  const std::string sent = head + bundle;
+  ASSERT_EQ(socket.sendBytes(sent.data(), static_cast<int>(sent.size())), static_cast<int>(sent.size()));
+  socket.shutdownSend();  // the connection drops before the announced length
+  std::string answer;
+  char buffer[4096];
+  for (int got; (got = socket.receiveBytes(buffer, sizeof buffer)) > 0;) answer.append(buffer, got);
+  EXPECT_EQ(answer.rfind("HTTP/1.1 400", 0), 0u) << answer;
+  EXPECT_NE(answer.find("incomplete_body"), std::string::npos) << answer;
+  EXPECT_EQ(std::distance(fs::directory_iterator(state_ / "jobs"), fs::directory_iterator()), 0);
+}
+
+TEST_F(ApiServerTest, AFullQueueRefusesBeforeReadingTheUpload) {
+  settings_.max_queued_jobs = 0;  // nothing can wait
+  // Not an archive at all: refused as queue_full, not unsupported_format, proves the body
+  // was never looked at.
+  auto refused = call("POST", "/v1/deploys?target=prod", "not an archive",
+                      {{"Convex-Deploy-Key", "prod:a-b-1|caller-secret-0123456789"},
+                       {"Content-Type", "text/plain"}});
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_EQ(Json::parse(refused.body)["reason"], "queue_full");
+  EXPECT_EQ(refused.headers["Retry-After"], "30");
+  EXPECT_EQ(std::distance(fs::directory_iterator(state_ / "jobs"), fs::directory_iterator()), 0);
 }
 
 TEST_F(ApiServerTest, BodyProblemsNameTheBody) {
