@@ -1,5 +1,6 @@
 #include "api/handlers.h"
 
+#include <atomic>
 #include <fstream>
 #include <optional>
 #include <set>
@@ -25,6 +26,30 @@ namespace {
 
 constexpr const char* kDeployKeyHeader = "Convex-Deploy-Key";
 constexpr int kMaxWaitSeconds = 60;
+// The server has 32 threads (api_server.cpp). Past this many long polls at once, a GET answers
+// at once instead of waiting, so /healthz and new deploys are never starved of threads.
+constexpr int kMaxWaitingRequests = 16;
+std::atomic<int> waiting_requests{0};
+
+// Holds one of the kMaxWaitingRequests places, if one is free.
+class WaitingPlace {
+ public:
+  WaitingPlace() {
+    int now = waiting_requests.load();
+    while (now < kMaxWaitingRequests && !waiting_requests.compare_exchange_weak(now, now + 1)) {
+    }
+    held_ = now < kMaxWaitingRequests;
+  }
+  ~WaitingPlace() {
+    if (held_) waiting_requests.fetch_sub(1);
+  }
+  WaitingPlace(const WaitingPlace&) = delete;
+  WaitingPlace& operator=(const WaitingPlace&) = delete;
+  bool held() const { return held_; }
+
+ private:
+  bool held_ = false;
+};
 
 // Read-only view of the query string; a missing parameter reads as "" and is never inserted.
 class QueryParameters {
@@ -144,7 +169,8 @@ void GuardedHandler::handleRequest(HTTPServerRequest& request, HTTPServerRespons
 }
 
 void HealthHandler::handle(HTTPServerRequest&, HTTPServerResponse& response) {
-  sendJson(response, 200, {{"status", "ok"}, {"version", DA_VERSION}});
+  sendJson(response, 200,
+           {{"status", "ok"}, {"version", DA_VERSION}, {"waiting_requests", waiting_requests.load()}});
 }
 
 void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse& response) {
@@ -323,6 +349,12 @@ void GetDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse& re
                                         std::to_string(kMaxWaitSeconds),
                                     {{"field", "wait"}}});
     }
+  }
+  std::optional<WaitingPlace> place;
+  if (wait_seconds > 0) {
+    place.emplace();
+    // The answer is the current report either way; the client polls again.
+    if (!place->held()) wait_seconds = 0;
   }
   auto report = wait_seconds > 0
                     ? context_.store.waitForTerminal(id_, std::chrono::seconds(wait_seconds))

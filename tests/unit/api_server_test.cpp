@@ -3,6 +3,9 @@
 // honestly (sandbox_setup_failed) without reaching any network.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Net/StreamSocket.h>
 
@@ -139,6 +142,44 @@ TEST_F(ApiServerTest, AFullQueueRefusesBeforeReadingTheUpload) {
   EXPECT_EQ(Json::parse(refused.body)["reason"], "queue_full");
   EXPECT_EQ(refused.headers["Retry-After"], "30");
   EXPECT_EQ(std::distance(fs::directory_iterator(state_ / "jobs"), fs::directory_iterator()), 0);
+}
+
+TEST_F(ApiServerTest, LongPollsBeyondTheLimitAnswerAtOnceAndHealthStaysUp) {
+  // A deploy that stays queued: nothing runs it.
+  da::DeployReport report;
+  report.id = da::newDeployId();
+  report.target = da::Target::kProd;
+  report.created_at_ms = da::nowUnixMillis();
+  store_->put(report);
+  const std::string path = "/v1/deploys/" + report.id + "?wait=60";
+
+  constexpr int kWaiters = 16;  // the agent's limit
+  std::vector<std::string> seen(kWaiters);
+  std::vector<std::thread> waiters;
+  for (int i = 0; i < kWaiters; ++i) {
+    waiters.emplace_back([&, i] { seen[i] = Json::parse(call("GET", path).body).value("status", ""); });
+  }
+  // /healthz counts them in; a condition with a deadline, not a sleep.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  int waiting = 0;
+  while (waiting < kWaiters && std::chrono::steady_clock::now() < deadline) {
+    waiting = Json::parse(httpRequest("GET", server_->baseUrl() + "/healthz").body)["waiting_requests"];
+  }
+  EXPECT_EQ(waiting, kWaiters);
+
+  // One more long poll answers at once with the report as it is, instead of holding a thread.
+  const auto asked = std::chrono::steady_clock::now();
+  auto extra = call("GET", path);
+  EXPECT_EQ(extra.status, 200);
+  EXPECT_EQ(Json::parse(extra.body)["status"], "queued");
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, std::chrono::seconds(10));
+
+  report.status = da::DeployStatus::kFailed;
+  report.error = da::DeployError{"agent_stopped", "test"};
+  store_->put(report);
+  for (auto& waiter : waiters) waiter.join();
+  for (const auto& status : seen) EXPECT_EQ(status, "failed");
+  EXPECT_EQ(Json::parse(httpRequest("GET", server_->baseUrl() + "/healthz").body)["waiting_requests"], 0);
 }
 
 TEST_F(ApiServerTest, BodyProblemsNameTheBody) {
