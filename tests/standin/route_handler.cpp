@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include <Poco/Exception.h>
+#include <Poco/InflatingStream.h>
 #include <Poco/Logger.h>
 #include <Poco/Net/HTTPServerRequestImpl.h>
 #include <Poco/Net/StreamSocket.h>
@@ -53,12 +54,35 @@ std::string readRawBody(Poco::Net::HTTPServerRequest& request) {
   return body;
 }
 
+// gzip and deflate, as the backend's tower-http RequestDecompressionLayer accepts them too.
+std::string inflate(const std::string& raw, Poco::InflatingStreamBuf::StreamType type,
+                    const std::string& encoding) {
+  std::istringstream compressed(raw);
+  Poco::InflatingInputStream in(compressed, type);
+  std::string body;
+  char chunk[64 * 1024];
+  try {
+    while (in.read(chunk, sizeof chunk) || in.gcount() > 0) {
+      body.append(chunk, static_cast<std::size_t>(in.gcount()));
+      if (body.size() > kMaxBodyBytes) {
+        throw ApiError(413, "PayloadTooLarge", "The decompressed body is too large");
+      }
+    }
+  } catch (const Poco::Exception& e) {
+    throw badRequest("Could not decompress the " + encoding + " body: " + e.displayText());
+  }
+  return body;
+}
+
 std::string decodeBody(const Poco::Net::HTTPServerRequest& request, std::string raw) {
   const std::string encoding = Poco::toLower(Poco::trim(request.get("Content-Encoding", "")));
   if (encoding.empty() || encoding == "identity") return raw;
+  if (encoding == "gzip") return inflate(raw, Poco::InflatingStreamBuf::STREAM_GZIP, encoding);
+  // HTTP's "deflate" is zlib-wrapped (RFC 9110 8.4.1.2).
+  if (encoding == "deflate") return inflate(raw, Poco::InflatingStreamBuf::STREAM_ZLIB, encoding);
   if (encoding != "br") {
     throw ApiError(415, "UnsupportedContentEncoding",
-                   "Unsupported Content-Encoding `" + encoding + "`; only br is accepted");
+                   "Unsupported Content-Encoding `" + encoding + "`; br, gzip and deflate are accepted");
   }
   try {
     return decodeBrotli(raw, kMaxBodyBytes);

@@ -6,6 +6,11 @@
 
 #include <brotli/encode.h>
 #include <gtest/gtest.h>
+
+#include <sstream>
+#include <utility>
+
+#include <Poco/DeflatingStream.h>
 #include <nlohmann/json.hpp>
 #include <Poco/Exception.h>
 #include <Poco/Net/HTTPClientSession.h>
@@ -620,4 +625,35 @@ TEST_F(StandinTest, KeysAreHeldToTheirAllowedActionsAndExpiry) {
   HttpResult stale = deployment("/api/get_config_hashes", expired, json::object());
   EXPECT_EQ(stale.status, 403);
   EXPECT_EQ(stale.parsed().at("code"), "BadDeployKey");
+}
+
+namespace {
+
+std::string deflateWith(const std::string& text, Poco::DeflatingStreamBuf::StreamType type) {
+  std::ostringstream out;
+  Poco::DeflatingOutputStream deflating(out, type);
+  deflating << text;
+  deflating.close();
+  return out.str();
+}
+
+}  // namespace
+
+TEST_F(StandinTest, GzipAndDeflateBodiesAreDecodedLikeBrotli) {
+  const std::string key = server_->mintDeployKey(kProd);
+  const std::string body = json{{"version", "1.49.0"}, {"adminKey", key}}.dump();
+  for (const auto& [encoding, type] :
+       {std::pair{"gzip", Poco::DeflatingStreamBuf::STREAM_GZIP},
+        std::pair{"deflate", Poco::DeflatingStreamBuf::STREAM_ZLIB}}) {
+    SCOPED_TRACE(encoding);
+    HttpResult decoded = call("POST", "/api/get_config_hashes", deflateWith(body, type),
+                              {{"Authorization", "Convex " + key}, {"Content-Encoding", encoding}});
+    EXPECT_EQ(decoded.status, 200) << decoded.body;
+    HttpResult garbage = call("POST", "/api/get_config_hashes", "not compressed at all",
+                              {{"Authorization", "Convex " + key}, {"Content-Encoding", encoding}});
+    EXPECT_EQ(garbage.status, 400) << garbage.body;
+  }
+  HttpResult unknown = call("POST", "/api/get_config_hashes", body,
+                            {{"Authorization", "Convex " + key}, {"Content-Encoding", "compress"}});
+  EXPECT_EQ(unknown.status, 415);
 }
