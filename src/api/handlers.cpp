@@ -232,13 +232,16 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
                   {{"limit", "max_archive_bytes"}});
   }
 
+  auto refuseQueueFull = [&] {
+    response.set("Retry-After", "30");
+    refuse(503, "queue_full", "Too many deploys queued",
+           "the agent already has " + std::to_string(settings.max_queued_jobs) +
+               " deploys queued; retry later",
+           {{"limit", "max_queued_jobs"}});
+  };
   // Before a byte of the upload: receiving and unpacking 100 MB only to answer 503 wastes both.
   if (!context_.runner.hasRoom()) {
-    response.set("Retry-After", "30");
-    return refuse(503, "queue_full", "Too many deploys queued",
-                  "the agent already has " + std::to_string(settings.max_queued_jobs) +
-                      " deploys queued; retry later",
-                  {{"limit", "max_queued_jobs"}});
+    return refuseQueueFull();
   }
 
   // 2. Intake into a fresh job directory that is removed again on any refusal.
@@ -318,11 +321,7 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
   job.typecheck = typecheck;
   if (!context_.runner.submit(std::move(job))) {
     context_.store.discard(id);
-    response.set("Retry-After", "30");
-    return refuse(503, "queue_full", "Too many deploys queued",
-                  "the agent already has " + std::to_string(settings.max_queued_jobs) +
-                      " deploys queued; retry later",
-                  {{"limit", "max_queued_jobs"}});
+    return refuseQueueFull();
   }
   accepted = true;
   spdlog::info("deploy {} accepted: target {}, {} bytes {}", id, targetName(*target), *received,

@@ -93,13 +93,16 @@ void JobRunner::work() {
 
 void JobRunner::fail(const DeployJob& job, const DeployError& error) noexcept {
   try {
+    auto report = store_.get(job.id);
+    // A finished job was cleaned up by its pipeline; only an unfinished one is ours to end.
+    if (report && isTerminal(report->status)) return;
     // Its unpacked app and upload go as a finished job's do; nothing will ever read them.
     if (!settings_.keep_workdirs) {
       std::error_code ignored;
       std::filesystem::remove_all(job.job_dir / "work", ignored);
       std::filesystem::remove(job.job_dir / "bundle.upload", ignored);
     }
-    if (auto report = store_.get(job.id); report && !isTerminal(report->status)) {
+    if (report) {
       report->status = DeployStatus::kFailed;
       report->error = error;
       report->finished_at_ms = nowUnixMillis();

@@ -66,6 +66,11 @@ class DeployE2E : public ::testing::Test {
 
   static fs::path exampleApp() { return testsupport::exampleAppDir(); }
 
+  static Json examplePackageJson() {
+    std::ifstream in(exampleApp() / "package.json");
+    return Json::parse(in);
+  }
+
   static std::string exampleBundle(ArchiveBuilder::Format format = ArchiveBuilder::Format::kTarGz) {
     return testsupport::exampleAppArchive().build(format);
   }
@@ -251,11 +256,7 @@ TEST_F(DeployE2E, DevDeployWithCallerKeySucceedsAndNeverEchoesTheKey) {
 TEST_F(DeployE2E, InstallScriptsOfTheBundleNeverRun) {
   // npm runs a project's own install lifecycle scripts unless told not to.
   const fs::path marker = state_dir_ / "postinstall-ran";
-  Json package;
-  {
-    std::ifstream in(exampleApp() / "package.json");
-    package = Json::parse(in);
-  }
+  Json package = examplePackageJson();
   package["scripts"] = {{"preinstall", "node -e \"require('fs').writeFileSync('" + marker.string() + "','pre')\""},
                         {"postinstall", "node -e \"require('fs').writeFileSync('" + marker.string() + "','post')\""}};
   auto bundle = testsupport::exampleAppArchive()
@@ -287,11 +288,7 @@ TEST_F(DeployE2E, ALocalTypescriptPackageIsRefusedBeforeAnythingRuns) {
   // The CLI runs node_modules/typescript/bin/tsc to typecheck; a bundle that supplies its own
   // "typescript" would run its code on the agent's host with the deploy key. Refused at intake.
   const fs::path marker = state_dir_ / "bundle-tsc-ran";
-  Json package;
-  {
-    std::ifstream in(exampleApp() / "package.json");
-    package = Json::parse(in);
-  }
+  Json package = examplePackageJson();
   package["devDependencies"]["typescript"] = "file:tools/typescript";
   auto bundle = testsupport::exampleAppArchive()
                     .replaceFile("package.json", package.dump(2))

@@ -1,6 +1,5 @@
 #include "support/server_process.h"
 
-#include <cctype>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -13,6 +12,7 @@
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
+#include <Poco/String.h>
 #include <Poco/URI.h>
 
 extern char** environ;
@@ -40,9 +40,9 @@ std::string readLine(int fd) {
 // Test servers talk only to loopback: a proxy set on the developer's machine would carry the
 // agent's and the CLI's calls to the stand-in off the host (neither bypasses loopback unless
 // NO_PROXY says so), so proxy variables are never inherited.
-bool isProxyVariable(std::string name) {
-  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return name == "http_proxy" || name == "https_proxy" || name == "all_proxy" || name == "no_proxy";
+bool isProxyVariable(const std::string& name) {
+  const std::string lower = Poco::toLower(name);
+  return lower == "http_proxy" || lower == "https_proxy" || lower == "all_proxy" || lower == "no_proxy";
 }
 
 }  // namespace

@@ -47,6 +47,16 @@ namespace {
 
 const std::string kTeamToken = "unit-team-token-0123456789";
 
+// What the agent asks for: least privilege, one hour.
+DeployKeyRequest keyRequest(const std::string& deployment = "happy-otter-123") {
+  DeployKeyRequest r;
+  r.deployment_name = deployment;
+  r.key_name = "unit test";
+  r.allowed_actions = {"deployment:deploy"};
+  r.expires_at_ms = da::nowUnixMillis() + 60 * 60 * 1000;
+  return r;
+}
+
 class ManagementClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -58,21 +68,12 @@ class ManagementClientTest : public ::testing::Test {
   }
   void TearDown() override { standin_->stop(); }
 
-  DeployKeyRequest request(const std::string& deployment) {
-    DeployKeyRequest r;
-    r.deployment_name = deployment;
-    r.key_name = "unit test";
-    r.allowed_actions = {"deployment:deploy"};
-    r.expires_at_ms = da::nowUnixMillis() + 60 * 60 * 1000;
-    return r;
-  }
-
   std::unique_ptr<standin::Standin> standin_;
 };
 
 TEST_F(ManagementClientTest, MintsAKeyForTheDeployment) {
   ManagementClient client(standin_->origin(), kTeamToken);
-  auto minted = client.createDeployKey(request("happy-otter-123"));
+  auto minted = client.createDeployKey(keyRequest("happy-otter-123"));
   ASSERT_TRUE(minted.deploy_key) << minted.error->message;
   auto info = classifyKey(*minted.deploy_key);
   EXPECT_EQ(info.type, "prod");
@@ -81,7 +82,7 @@ TEST_F(ManagementClientTest, MintsAKeyForTheDeployment) {
 
 TEST_F(ManagementClientTest, WrongTokenIsUnauthorizedAndNotEchoed) {
   ManagementClient client(standin_->origin(), "wrong-token-0123456789");
-  auto minted = client.createDeployKey(request("happy-otter-123"));
+  auto minted = client.createDeployKey(keyRequest("happy-otter-123"));
   ASSERT_TRUE(minted.error);
   EXPECT_EQ(minted.error->reason, "unauthorized");
   EXPECT_EQ(minted.error->http_status, 401);
@@ -90,7 +91,7 @@ TEST_F(ManagementClientTest, WrongTokenIsUnauthorizedAndNotEchoed) {
 
 TEST_F(ManagementClientTest, UnknownDeploymentIsNotFoundWithTheApisCode) {
   ManagementClient client(standin_->origin(), kTeamToken);
-  auto minted = client.createDeployKey(request("no-such-deployment-1"));
+  auto minted = client.createDeployKey(keyRequest("no-such-deployment-1"));
   ASSERT_TRUE(minted.error);
   EXPECT_EQ(minted.error->reason, "not_found");
   EXPECT_EQ(minted.error->code, "DeploymentNotFound");
@@ -98,7 +99,7 @@ TEST_F(ManagementClientTest, UnknownDeploymentIsNotFoundWithTheApisCode) {
 
 TEST_F(ManagementClientTest, ExpiryTooSoonIsABadRequest) {
   ManagementClient client(standin_->origin(), kTeamToken);
-  auto r = request("happy-otter-123");
+  auto r = keyRequest("happy-otter-123");
   r.expires_at_ms = da::nowUnixMillis() + 60 * 1000;  // the API wants >= 30 minutes
   auto minted = client.createDeployKey(r);
   ASSERT_TRUE(minted.error);
@@ -122,9 +123,7 @@ TEST(ManagementClient, UnreachableHostIsANetworkError) {
   options.attempts = 2;
   options.timeout = std::chrono::milliseconds(2000);
   ManagementClient client("http://127.0.0.1:" + std::to_string(port), kTeamToken, options);
-  DeployKeyRequest r;
-  r.deployment_name = "happy-otter-123";
-  r.key_name = "x";
+  const DeployKeyRequest r = keyRequest();
   auto minted = client.createDeployKey(r);
   ASSERT_TRUE(minted.error);
   EXPECT_EQ(minted.error->reason, "network_error");
@@ -146,9 +145,7 @@ TEST(ManagementClient, CancelEndsACallThatWouldWaitOutItsTimeout) {
   options.cancel = &cancel;
   ManagementClient client("http://127.0.0.1:" + std::to_string(silent.address().port()), kTeamToken,
                           options);
-  DeployKeyRequest r;
-  r.deployment_name = "happy-otter-123";
-  r.key_name = "x";
+  const DeployKeyRequest r = keyRequest();
 
   MintResult minted;
   std::thread caller([&] { minted = client.createDeployKey(r); });
@@ -177,9 +174,7 @@ TEST(ManagementClient, AlreadyCancelledCallsNothing) {
   options.cancel = &cancel;
   ManagementClient client("http://127.0.0.1:" + std::to_string(silent.address().port()), kTeamToken,
                           options);
-  DeployKeyRequest r;
-  r.deployment_name = "happy-otter-123";
-  r.key_name = "x";
+  const DeployKeyRequest r = keyRequest();
   auto minted = client.createDeployKey(r);
   ASSERT_TRUE(minted.error);
   EXPECT_EQ(minted.error->reason, "cancelled");
@@ -198,15 +193,6 @@ std::string basic(const std::string& user_colon_password) {
   encoder << user_colon_password;
   encoder.close();
   return "Basic " + out.str();
-}
-
-DeployKeyRequest mintRequest() {
-  DeployKeyRequest r;
-  r.deployment_name = "happy-otter-123";
-  r.key_name = "proxy test";
-  r.allowed_actions = {"deployment:deploy"};
-  r.expires_at_ms = da::nowUnixMillis() + 60 * 60 * 1000;
-  return r;
 }
 
 // A forward proxy on loopback. An absolute-URI request ("POST http://host:port/path") is sent
@@ -505,7 +491,7 @@ TEST_F(ManagementClientTest, HttpTargetGoesThroughTheProxyWithBasicCredentials) 
       standin_->origin());
   ASSERT_TRUE(options.proxy);
   ManagementClient client(standin_->origin(), kTeamToken, options);
-  auto minted = client.createDeployKey(request("happy-otter-123"));
+  auto minted = client.createDeployKey(keyRequest("happy-otter-123"));
   ASSERT_TRUE(minted.deploy_key) << minted.error->reason << ": " << minted.error->message;
   EXPECT_EQ(classifyKey(*minted.deploy_key).deployment_name, "happy-otter-123");
 
@@ -520,7 +506,7 @@ TEST_F(ManagementClientTest, ProxyWithoutCredentialsSendsNoProxyAuthorization) {
   TestProxy proxy;
   ManagementClient client(standin_->origin(), kTeamToken,
                           httpOptionsFromEnvironment({{"HTTP_PROXY", proxy.url()}}, standin_->origin()));
-  auto minted = client.createDeployKey(request("happy-otter-123"));
+  auto minted = client.createDeployKey(keyRequest("happy-otter-123"));
   ASSERT_TRUE(minted.deploy_key) << minted.error->message;
   const auto seen = proxy.seen();
   ASSERT_EQ(seen.size(), 1u);
@@ -533,7 +519,7 @@ TEST_F(ManagementClientTest, NoProxyBypassesTheProxy) {
       standin_->origin(), kTeamToken,
       httpOptionsFromEnvironment({{"http_proxy", proxy.url()}, {"NO_PROXY", "localhost,127.0.0.1"}},
                                  standin_->origin()));
-  auto minted = client.createDeployKey(request("happy-otter-123"));
+  auto minted = client.createDeployKey(keyRequest("happy-otter-123"));
   ASSERT_TRUE(minted.deploy_key) << minted.error->message;
   EXPECT_TRUE(proxy.seen().empty());
 }
@@ -543,7 +529,7 @@ TEST_F(ManagementClientTest, RefusedProxyCredentialsAreAProxyErrorWithoutThePass
   HttpOptions options = httpOptionsFromEnvironment({{"http_proxy", proxy.url("agent:wrong-hunter2")}},
                                                    standin_->origin());
   ManagementClient client(standin_->origin(), kTeamToken, options);
-  auto minted = client.createDeployKey(request("happy-otter-123"));
+  auto minted = client.createDeployKey(keyRequest("happy-otter-123"));
   ASSERT_TRUE(minted.error);
   EXPECT_EQ(minted.error->reason, "proxy_error") << minted.error->message;
   EXPECT_EQ(minted.error->http_status, 407);
@@ -557,7 +543,7 @@ TEST_F(ManagementClientTest, MalformedProxyIsAConfigErrorAndNothingIsSent) {
   ManagementClient client(
       standin_->origin(), kTeamToken,
       httpOptionsFromEnvironment({{"http_proxy", "http://agent:hunter2@proxy:notaport"}}, standin_->origin()));
-  auto minted = client.createDeployKey(request("happy-otter-123"));
+  auto minted = client.createDeployKey(keyRequest("happy-otter-123"));
   ASSERT_TRUE(minted.error);
   EXPECT_EQ(minted.error->reason, "config_error");
   EXPECT_NE(minted.error->message.find("http_proxy"), std::string::npos) << minted.error->message;
@@ -575,7 +561,7 @@ TEST(ManagementClient, HttpsTargetTunnelsThroughTheProxyAndTrustsNodeExtraCaCert
       target);
   options.attempts = 1;
   ManagementClient client(target, kTeamToken, options);
-  auto minted = client.createDeployKey(mintRequest());
+  auto minted = client.createDeployKey(keyRequest());
   ASSERT_TRUE(minted.deploy_key) << minted.error->reason << ": " << minted.error->message;
   EXPECT_EQ(*minted.deploy_key, "prod:happy-otter-123|tls0123456789abcdef");
 
@@ -599,7 +585,7 @@ TEST(ManagementClient, HttpsThroughTheProxyStillVerifiesTheCertificate) {
   auto options = httpOptionsFromEnvironment({{"https_proxy", proxy.url()}}, target);  // no extra CA
   options.attempts = 1;
   ManagementClient client(target, kTeamToken, options);
-  auto minted = client.createDeployKey(mintRequest());
+  auto minted = client.createDeployKey(keyRequest());
   ASSERT_TRUE(minted.error);
   EXPECT_EQ(minted.error->reason, "network_error") << minted.error->message;
   EXPECT_TRUE(api.seen().empty());
@@ -609,7 +595,7 @@ TEST(ManagementClient, AMissingCaFileIsAConfigErrorNamingTheVariable) {
   HttpOptions options = httpOptionsFromEnvironment(
       {{"NODE_EXTRA_CA_CERTS", "/nonexistent/corp-ca.pem"}}, "https://127.0.0.1:1");
   ManagementClient client("https://127.0.0.1:1", kTeamToken, options);
-  auto minted = client.createDeployKey(mintRequest());
+  auto minted = client.createDeployKey(keyRequest());
   ASSERT_TRUE(minted.error);
   EXPECT_EQ(minted.error->reason, "config_error");
   EXPECT_NE(minted.error->message.find("NODE_EXTRA_CA_CERTS"), std::string::npos) << minted.error->message;
@@ -628,7 +614,7 @@ TEST(ManagementClient, CancelEndsAStalledProxyConnect) {
   ManagementClient client(target, kTeamToken, options);
 
   MintResult minted;
-  std::thread caller([&] { minted = client.createDeployKey(mintRequest()); });
+  std::thread caller([&] { minted = client.createDeployKey(keyRequest()); });
   Poco::Net::StreamSocket connection = silent.acceptConnection();
   char first_bytes[7] = {};
   int got = 0;
