@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include <Poco/AutoPtr.h>
+#include <Poco/String.h>
 #include <Poco/Util/PropertyFileConfiguration.h>
 #include <nlohmann/json.hpp>
 
@@ -40,6 +41,7 @@ const std::vector<SettingSpec>& settingSpecs() {
       {"npm-cli", "DEPLOY_AGENT_NPM_CLI", "npm_cli", "npm/bin/npm-cli.js (default <toolchain>/node_modules/npm/bin/npm-cli.js)"},
       {"npm-cache", "DEPLOY_AGENT_NPM_CACHE", "npm_cache", "npm cache folder (default <state-dir>/npm-cache)"},
       {"npm-offline", "DEPLOY_AGENT_NPM_OFFLINE", "npm_offline", "install only from the npm cache (true/false)"},
+      {"npm-registry", "DEPLOY_AGENT_NPM_REGISTRY", "npm_registry", "registry npm installs from, http(s) (default https://registry.npmjs.org/); lockfile entries must be resolved on it or on the public registry"},
       {"workers", "DEPLOY_AGENT_WORKERS", "workers", "deploys run at once (default 2)"},
       {"max-queued", "DEPLOY_AGENT_MAX_QUEUED", "max_queued", "deploys waiting at most before 503 (default 64)"},
       {"cli-timeout", "DEPLOY_AGENT_CLI_TIMEOUT", "cli_timeout", "seconds the Convex CLI may run (default 600)"},
@@ -175,6 +177,59 @@ void parseNumber(const std::string& name, const std::string& text, Number min, N
     errors.push_back(name + " must be a whole number from " + std::to_string(min) + " to " +
                      std::to_string(std::numeric_limits<Number>::max()) + ", got '" + text + "'");
   }
+}
+
+// The registry URL as npm and the lockfile check use it: http(s), lower-case scheme and host,
+// ending in exactly one '/'. It is compared as a prefix of lockfile URLs and appears in
+// refusals sent to callers, so what could make that comparison or message wrong is refused:
+// credentials, a query or fragment, `.`/`..` segments, backslashes, spaces and control
+// characters. On failure returns nullopt and sets `error`.
+std::optional<std::string> normalizedRegistryUrl(const std::string& text, std::string& error) {
+  const std::string prefix = "npm-registry must be an http:// or https:// URL";
+  std::string scheme;
+  for (const char* candidate : {"https://", "http://"}) {
+    if (startsWithIgnoringCase(text, Poco::toUpper(std::string(candidate)))) scheme = candidate;
+  }
+  if (scheme.empty()) {
+    error = prefix + ", got '" + text + "'";
+    return std::nullopt;
+  }
+  const std::string rest = text.substr(scheme.size());
+  if (std::any_of(rest.begin(), rest.end(), [](unsigned char c) {
+        return c <= 0x20 || c == 0x7f || c == '\\' || c == '?' || c == '#';
+      })) {
+    error = prefix + " without spaces, backslashes, query or fragment, got '" + text + "'";
+    return std::nullopt;
+  }
+  const size_t slash = rest.find('/');
+  std::string authority = rest.substr(0, slash);
+  std::string path = slash == std::string::npos ? "" : rest.substr(slash);
+  if (authority.find('@') != std::string::npos) {
+    // Credentials would be echoed in intake refusals; npm takes them from its auth settings.
+    error = "npm-registry must not hold credentials (user:password@); got a URL with '@' in its host part";
+    return std::nullopt;
+  }
+  // host[:port], or [ipv6][:port].
+  const bool bracketed = !authority.empty() && authority.front() == '[';
+  const size_t host_end = bracketed ? authority.find(']') + 1 : std::min(authority.find(':'), authority.size());
+  const std::string host = authority.substr(0, host_end);
+  const std::string port = authority.substr(std::min(host_end, authority.size()));
+  const bool port_ok = port.empty() || (port.size() >= 2 && port.size() <= 6 && port.front() == ':' &&
+                                        std::all_of(port.begin() + 1, port.end(), [](char c) { return c >= '0' && c <= '9'; }));
+  if (host.empty() || host == "[]" || (bracketed && host_end == 0) || !port_ok) {
+    error = prefix + " with a host and an optional numeric port, got '" + text + "'";
+    return std::nullopt;
+  }
+  std::stringstream segments(path);
+  for (std::string segment; std::getline(segments, segment, '/');) {
+    const std::string lower = Poco::toLower(segment);
+    if (lower == "." || lower == ".." || lower == "%2e" || lower == "%2e%2e" || lower == ".%2e" || lower == "%2e.") {
+      error = "npm-registry must not contain '.' or '..' path segments, got '" + text + "'";
+      return std::nullopt;
+    }
+  }
+  while (!path.empty() && path.back() == '/') path.pop_back();
+  return scheme + Poco::toLower(authority) + path + "/";
 }
 
 fs::path defaultToolchain(const std::string& executable_path) {
@@ -380,6 +435,14 @@ ConfigResult resolveSettings(const ConfigInput& input) {
 
   s.npm_cache = fs::absolute(lookup("npm-cache").value_or((s.state_dir / "npm-cache").string()));
   s.npm_offline = parseBool(lookup("npm-offline").value_or("false"));
+  if (auto registry = lookup("npm-registry")) {
+    std::string error;
+    if (auto normalized = normalizedRegistryUrl(*registry, error)) {
+      s.npm_registry = *normalized;
+    } else {
+      errors.push_back(error);
+    }
+  }
   s.keep_workdirs = parseBool(lookup("keep-workdirs").value_or("false"));
   if (auto v = lookup("workers")) parseNumber("workers", *v, 1u, s.workers, errors);
   if (auto v = lookup("max-queued")) parseNumber("max-queued", *v, size_t{1}, s.max_queued_jobs, errors);

@@ -287,7 +287,7 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
   }
   auto extracted = bundle::extractArchive(upload, format, job_dir / "work" / "bundle", settings.intake_limits);
   if (!extracted.ok()) return sendProblem(response, intakeProblem(*extracted.error));
-  auto inspected = bundle::inspectApp(extracted.extracted->root);
+  auto inspected = bundle::inspectApp(extracted.extracted->root, {.npm_registry = settings.npm_registry});
   if (!inspected.ok()) return sendProblem(response, intakeProblem(*inspected.error));
 
   // 3. Accept: the report exists before the job is queued, so a worker always finds it.

@@ -205,16 +205,52 @@ void requireRegistrySpecs(const json& package) {
   }
 }
 
-constexpr std::string_view kRegistryTarballs = "https://registry.npmjs.org/";
+// Whether a lockfile's `resolved` URL lies below `registry` (which ends in '/'). Compared as
+// text, so the host must be followed by the registry's own path: "https://r.example.com.evil/"
+// and "https://r.example.com@evil/" are not below "https://r.example.com/". What follows may
+// not climb out of that path again: npm parses the URL (WHATWG rules), which turns `\` into
+// `/` and resolves `.`/`..` segments, `%2e` spelling included.
+bool isBelowRegistry(std::string_view url, std::string_view registry) {
+  if (registry.empty() || registry.back() != '/' || url.substr(0, registry.size()) != registry) return false;
+  const std::string_view rest = url.substr(registry.size());
+  if (std::any_of(rest.begin(), rest.end(), [](unsigned char c) { return c <= 0x20 || c == 0x7f || c == '\\'; })) {
+    return false;
+  }
+  const std::string_view path = rest.substr(0, rest.find_first_of("?#"));
+  for (std::string_view segment : da::splitOn(path, '/')) {
+    std::string decoded;
+    for (size_t i = 0; i < segment.size(); ++i) {
+      if (segment[i] == '%' && i + 2 < segment.size() && segment[i + 1] == '2' &&
+          (segment[i + 2] == 'e' || segment[i + 2] == 'E')) {
+        decoded += '.';
+        i += 2;
+      } else {
+        decoded += segment[i];
+      }
+    }
+    if (decoded == "." || decoded == "..") return false;
+  }
+  return true;
+}
 
-// A lockfile records where each package comes from, and npm ci installs exactly that.
-void requireRegistryLockEntries(const json& lock, const std::string& file) {
+// A lockfile records where each package comes from, and npm ci installs exactly that. The
+// configured registry is accepted, and so is the public one: npm replaces the host of a
+// registry.npmjs.org URL with the configured registry's (its replace-registry-host default),
+// so such an entry is fetched from the configured registry too.
+void requireRegistryLockEntries(const json& lock, const std::string& file, const std::string& registry) {
+  std::string accepted = registry;
+  if (registry != kPublicNpmRegistry) accepted += " or " + std::string(kPublicNpmRegistry);
   auto checkEntry = [&](const std::string& path, const json& entry) {
     if (!entry.is_object()) return;
     if (entry.value("link", false)) refuseDependency(file, "\"" + path + "\"", "link: true");
     if (const auto resolved = entry.find("resolved"); resolved != entry.end() && resolved->is_string()) {
       const std::string url = resolved->get<std::string>();
-      if (url.rfind(kRegistryTarballs, 0) != 0) refuseDependency(file, "\"" + path + "\".resolved", url);
+      if (!isBelowRegistry(url, registry) && !isBelowRegistry(url, kPublicNpmRegistry)) {
+        refuse("non_registry_dependency",
+               file + " \"" + path + "\".resolved is \"" + url +
+                   "\": packages are installed only from the npm registry (" + accepted + ")",
+               file);
+      }
     }
     if (const auto version = entry.find("version"); version != entry.end() && version->is_string()) {
       const std::string value = version->get<std::string>();
@@ -332,7 +368,7 @@ std::string lockfile(const fs::path& app_root) {
   return "";
 }
 
-AppInspection inspect(const fs::path& extracted_root) {
+AppInspection inspect(const fs::path& extracted_root, const InspectOptions& options) {
   AppInspection app;
   app.app_root = locateAppRoot(extracted_root);
   app.removed = removeUntrustedContent(app.app_root);  // first: nothing below may count them
@@ -344,17 +380,17 @@ AppInspection inspect(const fs::path& extracted_root) {
   app.lockfile = lockfile(app.app_root);
   if (!app.lockfile.empty()) {
     requireRegistryLockEntries(readJsonObject(app.app_root / app.lockfile, "invalid_lockfile", kMaxLockfileBytes),
-                               app.lockfile);
+                               app.lockfile, options.npm_registry);
   }
   return app;
 }
 
 }  // namespace
 
-InspectionResult inspectApp(const fs::path& extracted_root) {
+InspectionResult inspectApp(const fs::path& extracted_root, const InspectOptions& options) {
   InspectionResult result;
   try {
-    result.app = inspect(extracted_root);
+    result.app = inspect(extracted_root, options);
   } catch (const detail::Refusal& refusal) {
     result.error = refusal.error();
   } catch (const fs::filesystem_error& e) {

@@ -88,6 +88,16 @@ struct IntakeResult {
 IntakeResult extractArchive(const std::filesystem::path& archive, Format format,
                             const std::filesystem::path& dest, const IntakeLimits& limits);
 
+// The public npm registry: the default for Settings::npm_registry, and always accepted in a
+// lockfile's `resolved` URLs (npm rewrites this host to the configured registry).
+inline constexpr const char* kPublicNpmRegistry = "https://registry.npmjs.org/";
+
+struct InspectOptions {
+  // The registry npm installs from: http(s), ending in exactly one '/' (agent/config.cpp
+  // normalises it). Lockfile entries must be resolved below it or below kPublicNpmRegistry.
+  std::string npm_registry = kPublicNpmRegistry;
+};
+
 // What the agent needs to know about an unpacked Convex app before it spends time on it.
 struct AppInspection {
   std::filesystem::path app_root;        // dir holding package.json (bundle root or its single top dir)
@@ -107,6 +117,6 @@ struct InspectionResult {
 
 // Locates the app, deletes what must never be trusted from a bundle, and checks it is a
 // Convex app with a functions folder (without one the CLI pushes an EMPTY app).
-InspectionResult inspectApp(const std::filesystem::path& extracted_root);
+InspectionResult inspectApp(const std::filesystem::path& extracted_root, const InspectOptions& options = {});
 
 }  // namespace da::bundle

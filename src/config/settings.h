@@ -47,6 +47,9 @@ struct Settings {
 
   std::filesystem::path npm_cache;       // default <state_dir>/npm-cache
   bool npm_offline = false;              // install only from npm_cache (tests, air-gapped hosts)
+  // Where npm installs from (npm_config_registry), ending in exactly one '/'. Lockfile entries
+  // resolved here or on the public registry are accepted at intake.
+  std::string npm_registry = bundle::kPublicNpmRegistry;
 
   // Least privilege for minted keys; the Management API's default would be full access.
   std::vector<std::string> deploy_key_actions = {"deployment:deploy"};

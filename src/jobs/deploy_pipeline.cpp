@@ -155,6 +155,7 @@ std::map<std::string, std::string> baseChildEnvironment(const Settings& settings
   env["npm_config_fund"] = "false";
   env["npm_config_audit"] = "false";
   env["npm_config_cache"] = settings.npm_cache.string();
+  env["npm_config_registry"] = settings.npm_registry;
   // npm's user and global config files: by default ~/.npmrc (HOME is the job's, but a job
   // could leave one for itself) and <toolchain>/etc/npmrc (shared by every job). Neither
   // exists in a fresh job folder, so npm runs on the agent's settings alone.

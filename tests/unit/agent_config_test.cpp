@@ -376,3 +376,57 @@ TEST(AgentConfig, DeployKeyActionsMustAllowDeploying) {
   input.flags["deploy-key-actions"] = "all";
   EXPECT_TRUE(agent::resolveSettings(input).settings.deploy_key_actions.empty());
 }
+
+TEST(AgentConfig, NpmRegistryDefaultsToThePublicOne) {
+  auto result = agent::resolveSettings(baseInput());
+  ASSERT_TRUE(result.errors.empty()) << joined(result.errors);
+  EXPECT_EQ(result.settings.npm_registry, "https://registry.npmjs.org/");
+}
+
+TEST(AgentConfig, NpmRegistryComesFromFlagEnvironmentOrFile) {
+  auto input = baseInput();
+  input.file["npm_registry"] = "https://file.example/npm/";
+  EXPECT_EQ(agent::resolveSettings(input).settings.npm_registry, "https://file.example/npm/");
+  input.env["DEPLOY_AGENT_NPM_REGISTRY"] = "http://127.0.0.1:4873";
+  EXPECT_EQ(agent::resolveSettings(input).settings.npm_registry, "http://127.0.0.1:4873/");
+  std::vector<std::string> positional;
+  std::string error;
+  input.flags.merge(agent::parseFlags({"--npm-registry", "https://flag.example/api/npm/npm-remote"}, positional, error));
+  ASSERT_TRUE(error.empty()) << error;
+  auto result = agent::resolveSettings(input);
+  ASSERT_TRUE(result.errors.empty()) << joined(result.errors);
+  EXPECT_EQ(result.settings.npm_registry, "https://flag.example/api/npm/npm-remote/");
+  EXPECT_NE(agent::usage().find("--npm-registry"), std::string::npos);
+}
+
+TEST(AgentConfig, NpmRegistryIsNormalisedToEndWithOneSlash) {
+  auto input = baseInput();
+  for (const auto& [given, expected] :
+       {std::pair{"https://registry.example.com", "https://registry.example.com/"},
+        {"https://registry.example.com/", "https://registry.example.com/"},
+        {"https://registry.example.com///", "https://registry.example.com/"},
+        {"https://registry.example.com/npm//", "https://registry.example.com/npm/"},
+        {"HTTPS://Registry.Example.COM:8443/Npm/", "https://registry.example.com:8443/Npm/"},
+        {"http://[::1]:4873", "http://[::1]:4873/"}}) {
+    input.flags["npm-registry"] = given;
+    auto result = agent::resolveSettings(input);
+    EXPECT_TRUE(result.errors.empty()) << given << ": " << joined(result.errors);
+    EXPECT_EQ(result.settings.npm_registry, expected) << given;
+  }
+}
+
+TEST(AgentConfig, NpmRegistryThatIsNotAnHttpUrlIsRefusedNamingTheSetting) {
+  auto input = baseInput();
+  for (const std::string bad :
+       {"ftp://registry.example.com/", "registry.example.com", "file:///srv/npm", "https://", "https:///npm",
+        "https://registry.example.com:http/", "https://user:secret@registry.example.com/",
+        "https://registry.example.com/?x=1", "https://registry.example.com/#top",
+        "https://registry.example.com/a/../b", "https://registry.example.com/%2E%2e/",
+        "https://registry.example.com\\evil/", "https://registry example.com/", ""}) {
+    input.flags["npm-registry"] = bad;
+    auto result = agent::resolveSettings(input);
+    ASSERT_FALSE(result.errors.empty()) << "accepted '" << bad << "'";
+    EXPECT_TRUE(anyErrorMentions(result.errors, "npm-registry")) << joined(result.errors);
+    EXPECT_FALSE(anyErrorMentions(result.errors, "secret")) << "credentials echoed: " << joined(result.errors);
+  }
+}

@@ -1230,6 +1230,63 @@ TEST_F(BundleInspectTest, LockfileEntriesMustComeFromTheRegistry) {
   expectRefused(inspectApp(root()), "non_registry_dependency");
 }
 
+// A lockfile whose only dependency is typescript, resolved at `resolved`.
+std::string lockfileWithTypescript(const std::string& resolved) {
+  return nlohmann::json{{"lockfileVersion", 3},
+                        {"packages",
+                         {{"", {{"name", "app"}}},
+                          {"node_modules/typescript", {{"version", "5.9.9"}, {"resolved", resolved}}}}}}
+      .dump();
+}
+
+TEST_F(BundleInspectTest, LockfileEntriesOnTheConfiguredRegistryAreAccepted) {
+  writeApp(root());
+  const da::bundle::InspectOptions options{.npm_registry = "https://registry.example.com/npm/"};
+  for (const std::string good : {"https://registry.example.com/npm/typescript/-/typescript-5.9.9.tgz",
+                                 "https://registry.example.com/npm/@types/node/-/node-22.0.0.tgz",
+                                 // npm fetches these from the configured registry (same path, its host).
+                                 "https://registry.npmjs.org/typescript/-/typescript-5.9.9.tgz"}) {
+    SCOPED_TRACE(good);
+    writeFile(root() / "package-lock.json", lockfileWithTypescript(good));
+    const InspectionResult result = inspectApp(root(), options);
+    EXPECT_TRUE(result.ok()) << result.error->message;
+  }
+  // Without the option, only the public registry is accepted.
+  writeFile(root() / "package-lock.json",
+            lockfileWithTypescript("https://registry.example.com/npm/typescript/-/typescript-5.9.9.tgz"));
+  expectRefused(inspectApp(root()), "non_registry_dependency");
+}
+
+TEST_F(BundleInspectTest, LockfileEntriesBesideTheConfiguredRegistryAreRefused) {
+  writeApp(root());
+  const std::string registry = "https://registry.example.com/npm/";
+  for (const std::string bad : {
+           "https://evil.example/npm/typescript/-/typescript-5.9.9.tgz",          // another host
+           "https://registry.example.com.evil/npm/typescript/-/typescript-5.9.9.tgz",  // the prefix trick
+           "https://registry.example.com@evil.example/npm/typescript-5.9.9.tgz",  // userinfo, host evil
+           "https://registry.example.com:444/npm/typescript/-/typescript-5.9.9.tgz",  // another port
+           "http://registry.example.com/npm/typescript/-/typescript-5.9.9.tgz",   // another scheme
+           "https://registry.example.com/other/typescript/-/typescript-5.9.9.tgz",  // another path
+           "https://registry.example.com/npmx/typescript/-/typescript-5.9.9.tgz",   // path prefix trick
+           "https://registry.example.com/npm/../other/typescript-5.9.9.tgz",      // climbs out
+           "https://registry.example.com/npm/%2E%2e/other/typescript-5.9.9.tgz",  // climbs out, encoded
+           "https://registry.example.com/npm/a\\..\\..\\other/t.tgz",       // WHATWG reads \ as /
+           "https://registry.npmjs.org.evil/typescript/-/typescript-5.9.9.tgz",   // public prefix trick
+       }) {
+    SCOPED_TRACE(bad);
+    writeFile(root() / "package-lock.json", lockfileWithTypescript(bad));
+    const InspectionResult result = inspectApp(root(), {.npm_registry = registry});
+    expectRefused(result, "non_registry_dependency");
+    if (result.error) {
+      EXPECT_EQ(result.error->entry, "package-lock.json");
+      // The refusal names the file, the dependency and what would have been accepted.
+      EXPECT_NE(result.error->message.find("package-lock.json"), std::string::npos) << result.error->message;
+      EXPECT_NE(result.error->message.find("node_modules/typescript"), std::string::npos) << result.error->message;
+      EXPECT_NE(result.error->message.find(registry), std::string::npos) << result.error->message;
+    }
+  }
+}
+
 TEST_F(BundleInspectTest, Lockfiles) {
   writeApp(root());
   writeFile(root() / "package-lock.json", "{}");
