@@ -7,12 +7,13 @@
 #include <unistd.h>
 
 #include "sandbox/fds.h"
+#include "sandbox/landlock.h"
+#include "sandbox/seccomp.h"
+#include "sandbox/user_ns.h"
 
 namespace sandbox::internal {
 
-namespace {
-
-[[noreturn]] void reportAndExit(const ChildPlan& plan, SetupStep step, int error, int detail = 0) {
+[[noreturn]] void reportAndExit(const ChildPlan& plan, SetupStep step, int error, int detail) {
   const SetupFailureReport report{static_cast<int32_t>(step), error, detail};
   // A pipe write this small is atomic; retry only on EINTR.
   while (::write(plan.error_report_fd, &report, sizeof report) < 0 && errno == EINTR) {
@@ -20,7 +21,7 @@ namespace {
   ::_exit(kChildSetupFailedExitCode);
 }
 
-int resetSignalDispositions() {
+int resetSignalDispositions() noexcept {
   struct sigaction default_action {};
   default_action.sa_handler = SIG_DFL;
   sigemptyset(&default_action.sa_mask);
@@ -32,6 +33,8 @@ int resetSignalDispositions() {
   return 0;
 }
 
+namespace {
+
 int redirect(int from, int to) {
   while (::dup2(from, to) < 0) {
     if (errno != EINTR && errno != EBUSY) return errno;
@@ -41,7 +44,21 @@ int redirect(int from, int to) {
 
 }  // namespace
 
+bool waitForSupervisor(int go_fd) noexcept {
+  char byte;
+  for (;;) {
+    ssize_t n = ::read(go_fd, &byte, 1);
+    if (n == 1) return true;
+    if (n < 0 && errno == EINTR) continue;
+    return false;  // EOF: the supervisor is gone, or gave up on this run
+  }
+}
+
 void runChild(const ChildPlan& plan) noexcept {
+  // 0. Wait until the supervisor has moved us into our cgroup, so that nothing we start can
+  //    run outside it. EOF means it gave up on us.
+  if (plan.go_fd >= 0 && !waitForSupervisor(plan.go_fd)) ::_exit(kChildSetupFailedExitCode);
+
   // 1. Own session and process group (pgid == our pid): the parent's kill(-pgid) then reaches
   //    every descendant that did not leave the group, and no terminal signals reach us.
   if (::setsid() < 0) reportAndExit(plan, SetupStep::kNewSession, errno);
@@ -70,22 +87,42 @@ void runChild(const ChildPlan& plan) noexcept {
   if (int err = redirect(plan.output_write_fd, STDOUT_FILENO)) reportAndExit(plan, SetupStep::kRedirectStdout, err);
   if (int err = redirect(plan.output_write_fd, STDERR_FILENO)) reportAndExit(plan, SetupStep::kRedirectStderr, err);
 
-  // 7. Close everything else the agent had open (sockets, files, other runs' pipes); only the
+  // 7. Isolation (Landlock tier): the job's host ids when the agent is root, then no new
+  //    privileges (a prerequisite of Landlock and seccomp), then the filesystem allowlist.
+  if (plan.set_job_ids) {
+    const char* failed_call = "";
+    if (int err = becomeJobUser(plan.job_uid, plan.job_gid, plan.last_capability, &failed_call)) {
+      reportAndExit(plan, SetupStep::kSetJobIds, err);
+    }
+  }
+  if (plan.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    reportAndExit(plan, SetupStep::kNoNewPrivs, errno);
+  }
+  if (plan.landlock_fd >= 0) {
+    if (int err = restrictSelfWithLandlock(plan.landlock_fd)) reportAndExit(plan, SetupStep::kLandlock, err);
+  }
+
+  // 8. Close everything else the agent had open (sockets, files, other runs' pipes); only the
   //    CLOEXEC error pipe stays, and execve closes it.
   if (int err = closeAllFdsExcept(plan.error_report_fd)) reportAndExit(plan, SetupStep::kCloseOtherFds, err);
 
-  // 8. Resource limits, after the fd work so that a small RLIMIT_NOFILE cannot break step 5.
+  // 9. Resource limits, after the fd work so that a small RLIMIT_NOFILE cannot break step 5.
   size_t failed_index = 0;
   if (int err = applyRlimits(*plan.rlimits, &failed_index)) {
     reportAndExit(plan, SetupStep::kSetRlimit, err, static_cast<int>(failed_index));
   }
 
-  // 9. Unblock every signal (the parent blocked all of them around fork; the mask survives execve).
+  // 10. The syscall filter, last before exec: every call above is still allowed by it anyway.
+  if (plan.seccomp) {
+    if (int err = loadSeccompProgram(*plan.seccomp)) reportAndExit(plan, SetupStep::kSeccomp, err);
+  }
+
+  // 11. Unblock every signal (the parent blocked all of them around fork; the mask survives execve).
   sigset_t empty;
   sigemptyset(&empty);
   if (::sigprocmask(SIG_SETMASK, &empty, nullptr) != 0) reportAndExit(plan, SetupStep::kResetSignalMask, errno);
 
-  // 10. Exactly this program, these arguments, this environment; no PATH search.
+  // 12. Exactly this program, these arguments, this environment; no PATH search.
   ::execve(plan.executable, plan.argv, plan.envp);
   reportAndExit(plan, SetupStep::kExecve, errno);
 }

@@ -102,4 +102,24 @@ int closeAllFdsExcept(int keep) {
   return err;
 }
 
+int closeAllFdsExceptThese(int* keep, size_t count) {
+  // Insertion sort: tiny, in place, no allocation.
+  for (size_t i = 1; i < count; ++i) {
+    for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; --j) {
+      int t = keep[j];
+      keep[j] = keep[j - 1];
+      keep[j - 1] = t;
+    }
+  }
+  unsigned next = 3;
+  for (size_t i = 0; i < count; ++i) {
+    if (keep[i] < static_cast<int>(next)) continue;
+    if (static_cast<unsigned>(keep[i]) > next) {
+      if (int err = closeRange(next, static_cast<unsigned>(keep[i]) - 1)) return err;
+    }
+    next = static_cast<unsigned>(keep[i]) + 1;
+  }
+  return closeRange(next, ~0U);
+}
+
 }  // namespace sandbox::internal

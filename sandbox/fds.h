@@ -2,6 +2,8 @@
 // 0/1/2, and the async-signal-safe "close everything else" step of the child.
 #pragma once
 
+#include <cstddef>
+
 namespace sandbox::internal {
 
 // Owns one file descriptor; closes it on destruction. Move-only.
@@ -48,6 +50,10 @@ int setNonBlocking(int fd);  // 0 or errno
 // fork and exec. Uses close_range(2); on kernels without it (< 5.9) falls back to
 // closeFdsByListingProcSelfFd. Returns 0 or an errno value.
 int closeAllFdsExcept(int keep);
+
+// Closes every fd >= 3 but the `count` ones in `keep` (sorted in place; entries < 3 ignored).
+// Async-signal-safe; needs close_range(2) (Linux 5.9): the namespaces tier's PID 1 uses it.
+int closeAllFdsExceptThese(int* keep, size_t count);
 
 // The fallback: walks /proc/self/fd with raw getdents64 (opendir would malloc). Exposed for tests.
 int closeFdsByListingProcSelfFd(int keep);

@@ -1,6 +1,6 @@
 // Runs one untrusted command (npm, the Convex CLI) as a child process tree with an
 // environment built from nothing, its own process group, resource limits and a wall-clock
-// deadline. Later tiers (namespaces, seccomp, cgroups) slot in behind the same ProcessSpec.
+// deadline, isolated as ProcessSpec::isolation says (sandbox/isolation.h).
 #pragma once
 
 #include <atomic>
@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "sandbox/isolation.h"
 
 namespace sandbox {
 
@@ -51,8 +53,9 @@ struct ProcessSpec {
   std::string executable;               // absolute path; no PATH search is done
   std::vector<std::string> args;        // argv[1..]; argv[0] is the executable
   std::map<std::string, std::string> env;  // the complete environment; nothing is inherited
-  std::string working_dir;              // must exist
+  std::string working_dir;              // must exist (in the namespaces tier: inside the job's root)
   Limits limits;
+  Isolation isolation;                  // default: Tier::kNone
 };
 
 enum class Status {
@@ -74,6 +77,9 @@ struct RunResult {
   int signal = 0;            // valid for kSignaled (and the signal we sent for kTimedOut/kCancelled)
   bool output_truncated = false;
   std::chrono::milliseconds wall_time{0};
+  // Set when the run's cgroup says a limit was hit: "memory" (an OOM kill in the group) or
+  // "processes" (a fork refused at pids.max). The status still says how the process ended.
+  std::string limit_exceeded;
 };
 
 // Receives the child's stdout and stderr, merged in arrival order, in chunks.
@@ -91,8 +97,10 @@ using OutputSink = std::function<void(std::string_view chunk)>;
 //  - PR_SET_PDEATHSIG ties the child to the calling thread: if that thread dies, the child is
 //    killed (it cannot happen while runProcess blocks, but don't run it on a thread that is
 //    torn down underneath it).
-// Not contained at this tier: a descendant that leaves the process group (setsid/setpgid)
-// survives the run; only its hold on the output pipe is cut off. Namespaces/cgroups fix that.
+// Tier kNone and kLandlock: a descendant that leaves the process group (setsid/setpgid) is
+// killed only through the run's cgroup, where one is writable; otherwise only its hold on the
+// output pipe is cut off. Tier kNamespaces: the run is PID 1 of its own pid namespace, and
+// when the command exits everything left in the namespace dies with it.
 RunResult runProcess(const ProcessSpec& spec, const OutputSink& sink,
                      const std::atomic<bool>* cancel = nullptr);
 

@@ -1,5 +1,7 @@
 #include "sandbox/setup_errors.h"
 
+#include "sandbox/mount_plan.h"
+
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -85,9 +87,56 @@ std::string describeSupervisorFailure(std::string_view call, int error) {
 }
 
 std::string describeChildSetupFailure(const SetupFailureReport& report, const ProcessSpec& spec,
-                                      const RlimitPlan& rlimits) {
+                                      const RlimitPlan& rlimits, const MountPlan* mounts) {
   const int error = report.error;
+  constexpr const char* kNamespacesFix =
+      "the namespaces tier needs the agent to run as root with CAP_SYS_ADMIN and namespaces "
+      "allowed: in Docker use --cap-add SYS_ADMIN --security-opt seccomp=unconfined "
+      "--security-opt apparmor=unconfined (or --privileged), in Kubernetes a securityContext "
+      "with SYS_ADMIN and an Unconfined seccomp profile; check sysctl user.max_user_namespaces > 0 "
+      "and kernel.unprivileged_userns_clone; or choose --sandbox=landlock";
   switch (static_cast<SetupStep>(report.step)) {
+    case SetupStep::kWaitForSupervisor:
+      return describeSyscallFailure("read(go pipe)", error, "");
+    case SetupStep::kSetJobIds:
+      return describeSyscallFailure("setresuid/setresgid(" + std::to_string(spec.isolation.hostUid()) + ", " +
+                                        std::to_string(spec.isolation.hostGid()) + ")",
+                                    error, "the agent must run as root to run jobs as another user");
+    case SetupStep::kNoNewPrivs:
+      return describeSyscallFailure("prctl(PR_SET_NO_NEW_PRIVS, 1)", error, "the kernel is older than 3.5");
+    case SetupStep::kLandlock:
+      return describeSyscallFailure("landlock_restrict_self(ruleset)", error,
+                                    "the kernel refused the Landlock ruleset; boot with lsm=...,landlock or "
+                                    "choose another --sandbox tier");
+    case SetupStep::kSeccomp:
+      return describeSyscallFailure("prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)", error,
+                                    error == EINVAL ? "the kernel lacks CONFIG_SECCOMP_FILTER" : "");
+    case SetupStep::kNewCgroupNamespace:
+      return describeSyscallFailure("unshare(CLONE_NEWCGROUP)", error, kNamespacesFix);
+    case SetupStep::kDropGroups:
+      return describeSyscallFailure("setgroups(0, NULL)", error, kNamespacesFix);
+    case SetupStep::kMountPlan: {
+      if (!mounts) break;
+      const size_t index = static_cast<size_t>(report.detail);
+      std::string hint = mounts->hint(index, error);
+      return describeSyscallFailure(mounts->describe(index), error, hint.empty() ? kNamespacesFix : hint);
+    }
+    case SetupStep::kSetHostname:
+      return describeSyscallFailure("sethostname(\"job\")", error, kNamespacesFix);
+    case SetupStep::kNewUserNamespace:
+      return describeSyscallFailure("unshare(CLONE_NEWUSER)", error,
+                                    error == ENOSPC ? "user.max_user_namespaces is reached or 0; raise it "
+                                                      "(sysctl -w user.max_user_namespaces=10000)"
+                                                    : kNamespacesFix);
+    case SetupStep::kSignalSupervisor:
+      return describeSyscallFailure("write(ready pipe)", error, "");
+    case SetupStep::kBecomeJobUser:
+      return describeSyscallFailure("setresuid/setresgid/capset in the job's user namespace", error, "");
+    case SetupStep::kForkWorkload:
+      return describeSyscallFailure("fork() of the workload under PID 1", error,
+                                    error == EAGAIN ? "the job's pids limit is too small to start it" : "");
+    case SetupStep::kWorkloadExited:
+      break;
     case SetupStep::kNewSession:
       return describeSyscallFailure("setsid()", error, "");
     case SetupStep::kParentDeathSignal:

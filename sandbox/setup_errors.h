@@ -17,9 +17,11 @@ std::string describeSyscallFailure(std::string_view call, int error, std::string
 // For a failure in the parent before or at fork (pipe2, fork...).
 std::string describeSupervisorFailure(std::string_view call, int error);
 
-// For a report the child sent over the error pipe.
+class MountPlan;
+
+// For a report the child sent over the error pipe. `mounts`: the namespaces tier's plan, if any.
 std::string describeChildSetupFailure(const SetupFailureReport& report, const ProcessSpec& spec,
-                                      const RlimitPlan& rlimits);
+                                      const RlimitPlan& rlimits, const MountPlan* mounts = nullptr);
 
 // "SIGXFSZ (File size limit exceeded)" plus, for limit signals, which Limits field caused it.
 std::string describeSignal(int signal, const Limits& limits);
