@@ -52,6 +52,11 @@ const std::vector<SettingSpec>& settingSpecs() {
       {"env-passthrough", "DEPLOY_AGENT_ENV_PASSTHROUGH", "env_passthrough", "comma-separated variables passed to npm and the CLI (never DEPLOY_AGENT_* or CONVEX_*)"},
       {"deploy-key-actions", "DEPLOY_AGENT_DEPLOY_KEY_ACTIONS", "deploy_key_actions", "allowedActions of minted keys, comma-separated; 'all' for the API default"},
       {"keep-workdirs", "DEPLOY_AGENT_KEEP_WORKDIRS", "keep_workdirs", "keep unpacked apps after a job (true/false)"},
+      {"sandbox", "DEPLOY_AGENT_SANDBOX", "sandbox", "how npm and the CLI are isolated: auto (strongest that works; refuses to start if none), namespaces, landlock, or none (no isolation: only by name)"},
+      {"job-uid", "DEPLOY_AGENT_JOB_UID", "job_uid", "host uid:gid jobs run as when the agent is root (default 60000:60000; not 0)"},
+      {"job-memory-bytes", "DEPLOY_AGENT_JOB_MEMORY_BYTES", "job_memory_bytes", "memory of one npm or CLI run, through a cgroup (default 4294967296; 0 = no limit)"},
+      {"job-max-processes", "DEPLOY_AGENT_JOB_MAX_PROCESSES", "job_max_processes", "processes of one run, through a cgroup (default 1024; 0 = no limit)"},
+      {"job-disk-bytes", "DEPLOY_AGENT_JOB_DISK_BYTES", "job_disk_bytes", "a job's writable space, a tmpfs (namespaces tier as root; default 4294967296; 0 = the host disk)"},
       {"config", "DEPLOY_AGENT_CONFIG", "", "properties file with any of the keys above (underscores, e.g. state_dir); an unknown key is an error"},
   };
   return specs;
@@ -482,6 +487,36 @@ ConfigResult resolveSettings(const ConfigInput& input) {
   }
   for (const auto& name : s.env_passthrough_names) {
     if (auto it = input.env.find(name); it != input.env.end()) s.env_passthrough[name] = it->second;
+  }
+  s.sandbox.requested = lookup("sandbox").value_or("auto");
+  if (s.sandbox.requested != "auto" && s.sandbox.requested != "namespaces" && s.sandbox.requested != "landlock" &&
+      s.sandbox.requested != "none") {
+    errors.push_back("sandbox must be auto, namespaces, landlock or none, got '" + s.sandbox.requested + "'");
+  }
+  if (auto v = lookup("job-uid")) {
+    const size_t colon = v->find(':');
+    unsigned long long uid = 0, gid = 0;
+    parseNumber("job-uid", v->substr(0, colon), 1ULL, uid, errors);
+    if (colon != std::string::npos) {
+      parseNumber("job-uid (gid part)", v->substr(colon + 1), 1ULL, gid, errors);
+    } else {
+      gid = uid;
+    }
+    if (uid > 4294967294ULL || gid > 4294967294ULL) {
+      errors.push_back("job-uid must be UID[:GID] below 4294967295, got '" + *v + "'");
+    } else if (uid > 0 && gid > 0) {
+      s.sandbox.job_uid = static_cast<uid_t>(uid);
+      s.sandbox.job_gid = static_cast<gid_t>(gid);
+    }
+  }
+  if (auto v = lookup("job-memory-bytes")) parseNumber("job-memory-bytes", *v, uint64_t{0}, s.sandbox.memory_bytes, errors);
+  if (auto v = lookup("job-max-processes")) parseNumber("job-max-processes", *v, uint64_t{0}, s.sandbox.max_processes, errors);
+  if (auto v = lookup("job-disk-bytes")) parseNumber("job-disk-bytes", *v, uint64_t{0}, s.sandbox.disk_bytes, errors);
+  if (s.sandbox.memory_bytes != 0 && s.sandbox.memory_bytes < (256ull << 20)) {
+    errors.push_back("job-memory-bytes must be 0 or at least 268435456 (256 MiB): Node alone needs about 100 MiB");
+  }
+  if (s.sandbox.disk_bytes != 0 && s.sandbox.disk_bytes < (64ull << 20)) {
+    errors.push_back("job-disk-bytes must be 0 or at least 67108864 (64 MiB)");
   }
   const std::string file_name = input.file_path.empty() ? "the config file" : input.file_path;
   for (const auto& [key, value] : input.file) {

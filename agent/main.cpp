@@ -1,9 +1,11 @@
 // deploy-agent: takes bundles of generated Convex app code over HTTP and pushes them with
 // the real Convex CLI. `deploy-agent [serve]` runs the server; `deploy-agent version` prints
 // versions. Client subcommands join here.
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
@@ -16,7 +18,9 @@
 #include "config.h"
 #include "jobs/deploy_pipeline.h"
 #include "jobs/job_runner.h"
+#include "jobs/job_sandbox.h"
 #include "jobs/job_store.h"
+#include "sandbox/tier_probe.h"
 #include "util/redactor.h"
 
 extern char** environ;
@@ -68,6 +72,21 @@ class DeployAgentApp : public Poco::Util::ServerApplication {
   da::Settings settings_;
 };
 
+// The agent's secrets live in its memory only: the start-up environment block (what
+// /proc/<pid>/environ shows) is overwritten in place and the variables removed, so that nothing
+// started later, and nothing reading that file, finds them.
+void wipeSecretsFromEnvironment() {
+  for (const char* name : {"DEPLOY_AGENT_TOKEN", "CONVEX_TEAM_TOKEN", "CONVEX_DEPLOY_KEY", "CONVEX_ADMIN_KEY"}) {
+    const size_t length = std::strlen(name);
+    for (char** entry = environ; *entry; ++entry) {
+      if (std::strncmp(*entry, name, length) == 0 && (*entry)[length] == '=') {
+        std::memset(*entry + length + 1, 0, std::strlen(*entry + length + 1));
+      }
+    }
+    ::unsetenv(name);
+  }
+}
+
 std::map<std::string, std::string> environmentMap() {
   std::map<std::string, std::string> env;
   for (char** entry = environ; *entry; ++entry) {
@@ -81,6 +100,9 @@ std::map<std::string, std::string> environmentMap() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // No core dumps, and no ptrace or /proc/<pid>/{environ,mem,fd} for processes of the same
+  // user (a job in the Landlock tier without a separate uid would be one).
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   auto logger = spdlog::stderr_color_mt("deploy-agent");
   spdlog::set_default_logger(logger);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
@@ -122,6 +144,8 @@ int main(int argc, char** argv) {
     }
   }
   auto resolved = agent::resolveSettings(input);
+  wipeSecretsFromEnvironment();
+  input.env.clear();
   // resolveSettings reports a missing node; an old one would otherwise fail every deploy, late.
   if (fs::exists(resolved.settings.toolchain.node)) {
     if (auto problem = agent::checkNodeVersion(resolved.settings)) resolved.errors.push_back(*problem);
@@ -129,6 +153,33 @@ int main(int argc, char** argv) {
   if (!resolved.errors.empty()) {
     for (const auto& message : resolved.errors) std::cerr << "deploy-agent: config: " << message << "\n";
     return 78;  // EX_CONFIG
+  }
+  // The sandbox tier, found by trying it: a run at the strongest tier this host allows.
+  da::SandboxSettings& sandbox_settings = resolved.settings.sandbox;
+  sandbox::Isolation probe;
+  probe.hostIds(sandbox_settings.job_uid, sandbox_settings.job_gid)
+      .memoryBytes(sandbox_settings.memory_bytes)
+      .maxProcesses(sandbox_settings.max_processes);
+  const sandbox::TierChoice choice = sandbox::chooseTier(sandbox_settings.requested, probe);
+  if (!choice.ok) {
+    std::cerr << "deploy-agent: sandbox: no isolation tier works here (--sandbox=" << sandbox_settings.requested
+              << "): " << choice.problem
+              << ". Running jobs without isolation must be chosen by name: --sandbox=none\n";
+    return 78;
+  }
+  sandbox_settings.tier = choice.tier;
+  sandbox_settings.facilities = choice.facilities;
+  if (choice.tier == sandbox::Tier::kNone) {
+    spdlog::warn("sandbox: none (chosen with --sandbox=none): npm and the Convex CLI run with the agent's user "
+                 "and see its whole filesystem; every report says so");
+  } else {
+    std::string facilities;
+    for (const auto& facility : choice.facilities) facilities += (facilities.empty() ? "" : ", ") + facility;
+    spdlog::info("sandbox: {} ({})", sandbox::tierName(choice.tier), facilities);
+  }
+  if (std::string problem = da::prepareSharedNpmCache(resolved.settings); !problem.empty()) {
+    std::cerr << "deploy-agent: config: " << problem << "\n";
+    return 78;
   }
   DeployAgentApp app(std::move(resolved.settings));
   // Options were parsed above; Poco only gets the program name, so its own option

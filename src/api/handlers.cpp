@@ -169,8 +169,12 @@ void GuardedHandler::handleRequest(HTTPServerRequest& request, HTTPServerRespons
 }
 
 void HealthHandler::handle(HTTPServerRequest&, HTTPServerResponse& response) {
+  const SandboxSettings& sandbox = context_.settings.sandbox;
   sendJson(response, 200,
-           {{"status", "ok"}, {"version", DA_VERSION}, {"waiting_requests", waiting_requests.load()}});
+           {{"status", "ok"},
+            {"version", DA_VERSION},
+            {"waiting_requests", waiting_requests.load()},
+            {"sandbox", {{"tier", sandbox::tierName(sandbox.tier)}, {"facilities", sandbox.facilities}}}});
 }
 
 void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse& response) {
@@ -298,6 +302,12 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
   report.deployment_name = deployment.empty() ? convex::classifyKey(deploy_key).deployment_name : deployment;
   report.created_at_ms = nowUnixMillis();
   report.cli_version = settings.toolchain.convex_cli_version;
+  report.sandbox_tier = sandbox::tierName(settings.sandbox.tier);
+  report.sandbox_facilities = settings.sandbox.facilities;
+  if (settings.sandbox.tier == sandbox::Tier::kNone) {
+    report.warnings.push_back("the sandbox is off (--sandbox=none): npm and the Convex CLI run with the agent's "
+                              "user and see its whole filesystem");
+  }
   report.bundle.format = bundle::formatName(format);
   report.bundle.bytes = *received;
   report.bundle.entries = extracted.extracted->entries;
@@ -410,7 +420,7 @@ Poco::Net::HTTPRequestHandler* RouteFactory::createRequestHandler(const HTTPServ
   };
 
   if (path == "/healthz") {
-    return method == "GET" ? static_cast<Poco::Net::HTTPRequestHandler*>(new HealthHandler)
+    return method == "GET" ? static_cast<Poco::Net::HTTPRequestHandler*>(new HealthHandler(context_))
                            : methodNotAllowed("GET");
   }
   if (!authorized(request, context_.settings.api_token)) {

@@ -26,9 +26,16 @@ class GuardedHandler : public Poco::Net::HTTPRequestHandler {
   virtual void handle(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response) = 0;
 };
 
+// GET /healthz: liveness, and how jobs are isolated (the tier and facilities probed at start-up).
 class HealthHandler : public GuardedHandler {
+ public:
+  explicit HealthHandler(ApiContext context) : context_(context) {}
+
  protected:
   void handle(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerResponse&) override;
+
+ private:
+  ApiContext context_;
 };
 
 // POST /v1/deploys: intake happens here, synchronously, so a bad bundle is refused with a

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bundle/intake.h"
+#include "sandbox/isolation.h"
 
 namespace da {
 
@@ -20,6 +21,19 @@ struct Toolchain {
   std::filesystem::path convex_cli;      // convex/bin/main.js of the pinned CLI
   std::filesystem::path npm_cli;         // npm/bin/npm-cli.js
   std::string convex_cli_version;        // read from the CLI's package.json at start-up
+};
+
+// How npm and the CLI are isolated (docs/design.md, "The sandbox"). `tier` and `facilities`
+// are what the start-up probe found; the rest are per-job bounds.
+struct SandboxSettings {
+  std::string requested = "auto";        // auto | namespaces | landlock | none
+  sandbox::Tier tier = sandbox::Tier::kNone;
+  std::vector<std::string> facilities;   // what the tier enforces on this host
+  uid_t job_uid = 60000;                 // host ids jobs run as when the agent is root
+  gid_t job_gid = 60000;
+  uint64_t memory_bytes = 4ull << 30;    // per npm or CLI run, through a cgroup where one is writable
+  uint64_t max_processes = 1024;
+  uint64_t disk_bytes = 4ull << 30;      // the job's writable space (namespaces tier as root); 0 = host disk
 };
 
 struct Settings {
@@ -55,6 +69,7 @@ struct Settings {
   std::vector<std::string> deploy_key_actions = {"deployment:deploy"};
   std::chrono::minutes deploy_key_ttl{60};  // the API requires at least 30 minutes
   bool keep_workdirs = false;            // keep unpacked app and node_modules after a job
+  SandboxSettings sandbox;
 };
 
 }  // namespace da

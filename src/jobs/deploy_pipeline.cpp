@@ -1,6 +1,7 @@
 #include "jobs/deploy_pipeline.h"
 
 #include <fstream>
+#include <sys/resource.h>
 
 #include <spdlog/spdlog.h>
 
@@ -8,6 +9,7 @@
 #include "convex/deploy_key.h"
 #include "convex/management_client.h"
 #include "convex/version_fit.h"
+#include "jobs/job_sandbox.h"
 #include "sandbox/process.h"
 #include "util/ids.h"
 
@@ -26,6 +28,14 @@ using Clock = std::chrono::steady_clock;
 
 int64_t millisSince(Clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+}
+
+// npm opens many files at once; a job may not raise its hard limit (no CAP_SYS_RESOURCE), so
+// it gets the agent's own hard limit, at most 65536.
+uint64_t openFilesLimit() {
+  rlimit current{};
+  if (::getrlimit(RLIMIT_NOFILE, &current) != 0 || current.rlim_max == RLIM_INFINITY) return 65536;
+  return std::min<uint64_t>(current.rlim_max, 65536);
 }
 
 // Captures a child's output up to a bound and mirrors it, a complete line at a time and
@@ -79,7 +89,7 @@ struct CapturedRun {
   std::string log;  // redacted
 };
 
-CapturedRun runToolchainCommand(const Settings& settings, const DeployJob& job,
+CapturedRun runToolchainCommand(const Settings& settings, const DeployJob& job, const JobSandbox& job_sandbox,
                                 std::vector<std::string> args,
                                 std::map<std::string, std::string> extra_env,
                                 std::chrono::seconds timeout, const std::string& log_name,
@@ -87,10 +97,12 @@ CapturedRun runToolchainCommand(const Settings& settings, const DeployJob& job,
   sandbox::ProcessSpec spec;
   spec.executable = settings.toolchain.node.string();
   spec.args = std::move(args);
-  spec.env = baseChildEnvironment(settings, job.job_dir);
+  spec.env = baseChildEnvironment(settings, job_sandbox.paths());
   for (auto& [name, value] : extra_env) spec.env.insert_or_assign(name, std::move(value));  // these win
-  spec.working_dir = job.app_dir.string();
-  spec.limits.wallTime(timeout).outputBytes(settings.max_log_bytes).fileSizeBytes(1ull << 30);
+  spec.working_dir = job_sandbox.paths().app;
+  // No core files; a bounded file size and descriptor count as the floor under the cgroup.
+  spec.limits.wallTime(timeout).outputBytes(settings.max_log_bytes).fileSizeBytes(1ull << 30).openFiles(openFilesLimit());
+  spec.isolation = job_sandbox.isolation();
 
   CapturedOutput output(settings.max_log_bytes, job.job_dir / log_name, redactor);
   CapturedRun result;
@@ -124,7 +136,25 @@ std::string readPackageVersion(const fs::path& package_json) {
 
 std::optional<DeployError> errorForRunFailure(const sandbox::RunResult& run,
                                               const std::string& what,
-                                              std::chrono::seconds timeout) {
+                                              std::chrono::seconds timeout,
+                                              const Settings& settings,
+                                              const JobSandbox& job_sandbox) {
+  // A limit of the sandbox is the first cause: what the tool printed after it is a symptom.
+  if (run.status != sandbox::Status::kOk && run.status != sandbox::Status::kCancelled &&
+      run.status != sandbox::Status::kSetupFailed) {
+    if (run.limit_exceeded == "memory") {
+      return DeployError{"memory_limit", what + " exceeded the job's memory limit of " +
+                                             std::to_string(settings.sandbox.memory_bytes) + " bytes and was killed"};
+    }
+    if (run.limit_exceeded == "processes") {
+      return DeployError{"process_limit", what + " hit the job's limit of " +
+                                              std::to_string(settings.sandbox.max_processes) + " processes"};
+    }
+    if (job_sandbox.diskFull()) {
+      return DeployError{"disk_limit", what + " filled the job's writable space of " +
+                                           std::to_string(job_sandbox.diskBytes()) + " bytes"};
+    }
+  }
   switch (run.status) {
     case sandbox::Status::kTimedOut:
       return DeployError{what + "_timeout", what + " did not finish within " +
@@ -142,28 +172,6 @@ std::optional<DeployError> errorForRunFailure(const sandbox::RunResult& run,
 
 }  // namespace
 
-std::map<std::string, std::string> baseChildEnvironment(const Settings& settings,
-                                                        const fs::path& job_dir) {
-  std::map<std::string, std::string> env = settings.env_passthrough;
-  env["PATH"] = settings.toolchain.node.parent_path().string() + ":/usr/local/bin:/usr/bin:/bin";
-  // Inside work/, so whatever npm or the CLI leave in them goes with the unpacked app.
-  env["HOME"] = (job_dir / "work/home").string();
-  env["TMPDIR"] = (job_dir / "work/tmp").string();
-  env["LANG"] = "C.UTF-8";
-  env["CI"] = "1";  // no Sentry, no prompts
-  env["npm_config_update_notifier"] = "false";
-  env["npm_config_fund"] = "false";
-  env["npm_config_audit"] = "false";
-  env["npm_config_cache"] = settings.npm_cache.string();
-  env["npm_config_registry"] = settings.npm_registry;
-  // npm's user and global config files: by default ~/.npmrc (HOME is the job's, but a job
-  // could leave one for itself) and <toolchain>/etc/npmrc (shared by every job). Neither
-  // exists in a fresh job folder, so npm runs on the agent's settings alone.
-  env["npm_config_userconfig"] = (job_dir / "work/npm-userconfig").string();
-  env["npm_config_globalconfig"] = (job_dir / "work/npm-globalconfig").string();
-  return env;
-}
-
 DeployPipeline::DeployPipeline(const Settings& settings, JobStore& store, const Redactor& redactor)
     : settings_(settings), store_(store), redactor_(redactor) {}
 
@@ -176,7 +184,9 @@ void DeployPipeline::run(const DeployJob& job, const std::atomic<bool>& cancel) 
   report.started_at_ms = nowUnixMillis();
   const auto started = Clock::now();
 
+  std::optional<JobSandbox> job_sandbox;
   auto finish = [&](std::optional<DeployError> error) {
+    job_sandbox.reset();  // unmounts the job volume: its content goes with it
     report.status = error ? DeployStatus::kFailed : DeployStatus::kSucceeded;
     if (error) error->message = redactor.redact(error->message);
     report.error = error;
@@ -196,9 +206,14 @@ void DeployPipeline::run(const DeployJob& job, const std::atomic<bool>& cancel) 
     fs::remove_all(trash, ignored);
   };
 
+  report.sandbox_tier = sandbox::tierName(settings_.sandbox.tier);
+  report.sandbox_facilities = settings_.sandbox.facilities;
   try {
-    fs::create_directories(job.job_dir / "work/home");
-    fs::create_directories(job.job_dir / "work/tmp");
+    try {
+      job_sandbox.emplace(settings_, job.job_dir, job.app_dir);
+    } catch (const std::exception& e) {
+      return finish(DeployError{"sandbox_setup_failed", e.what()});
+    }
 
     // The key first: one API call that fails fast on a bad token or deployment name,
     // before npm spends seconds installing (a minted key lives far longer than an install).
@@ -207,10 +222,10 @@ void DeployPipeline::run(const DeployJob& job, const std::atomic<bool>& cancel) 
     if (!keyed.ok()) return finish(keyed.error);
     redactor.addSecret(key);
 
-    auto installed = install(job, report, redactor, cancel);
+    auto installed = install(job, *job_sandbox, report, redactor, cancel);
     if (!installed.ok()) return finish(installed.error);
 
-    auto pushed = push(job, report, key, redactor, cancel);
+    auto pushed = push(job, *job_sandbox, report, key, redactor, cancel);
     finish(pushed.error);
   } catch (const std::exception& e) {
     finish(DeployError{"internal_error", e.what()});
@@ -219,8 +234,8 @@ void DeployPipeline::run(const DeployJob& job, const std::atomic<bool>& cancel) 
   }
 }
 
-DeployPipeline::PhaseResult DeployPipeline::install(const DeployJob& job, DeployReport& report,
-                                                    const Redactor& redactor,
+DeployPipeline::PhaseResult DeployPipeline::install(const DeployJob& job, const JobSandbox& job_sandbox,
+                                                    DeployReport& report, const Redactor& redactor,
                                                     const std::atomic<bool>& cancel) const {
   report.phase = "install";
   store_.put(report);
@@ -234,11 +249,13 @@ DeployPipeline::PhaseResult DeployPipeline::install(const DeployJob& job, Deploy
   std::vector<std::string> args = {settings_.toolchain.npm_cli.string(), npm_command, "--ignore-scripts",
                                    "--no-audit", "--no-fund", "--loglevel=warn"};
   if (settings_.npm_offline) args.push_back("--offline");
-  auto [run, log] = runToolchainCommand(settings_, job, std::move(args), {}, settings_.install_timeout,
+  auto [run, log] = runToolchainCommand(settings_, job, job_sandbox, std::move(args), {}, settings_.install_timeout,
                                         "install.log", redactor, cancel);
   report.timings_ms["install"] = millisSince(started);
 
-  if (auto error = errorForRunFailure(run, "install", settings_.install_timeout)) return {error};
+  if (auto error = errorForRunFailure(run, "install", settings_.install_timeout, settings_, job_sandbox)) {
+    return {error};
+  }
   if (run.status != sandbox::Status::kOk) {
     return {DeployError{"install_failed", "npm " + npm_command + " exited " +
                                               std::to_string(run.exit_code) + ": " + lastLines(log, 6)}};
@@ -308,7 +325,8 @@ DeployPipeline::PhaseResult DeployPipeline::obtainDeployKey(const DeployJob& job
   return {};
 }
 
-DeployPipeline::PhaseResult DeployPipeline::push(const DeployJob& job, DeployReport& report,
+DeployPipeline::PhaseResult DeployPipeline::push(const DeployJob& job, const JobSandbox& job_sandbox,
+                                                 DeployReport& report,
                                                  const std::string& key, const Redactor& redactor,
                                                  const std::atomic<bool>& cancel) const {
   report.phase = "push";
@@ -337,11 +355,11 @@ DeployPipeline::PhaseResult DeployPipeline::push(const DeployJob& job, DeployRep
     env["CONVEX_PROVISION_HOST"] = settings_.convex_url;
     env["CONVEX_VERSION_API_ORIGIN"] = settings_.convex_url;
   }
-  auto [run, log] = runToolchainCommand(settings_, job, std::move(args), std::move(env), settings_.cli_timeout,
+  auto [run, log] = runToolchainCommand(settings_, job, job_sandbox, std::move(args), std::move(env), settings_.cli_timeout,
                                         "cli.log", redactor, cancel);
   report.timings_ms["push"] = millisSince(started);
 
-  if (auto error = errorForRunFailure(run, "cli", settings_.cli_timeout)) return {error};
+  if (auto error = errorForRunFailure(run, "cli", settings_.cli_timeout, settings_, job_sandbox)) return {error};
   report.exit_code = run.exit_code;
   auto outcome = convex::judgeCliRun(job.target, run.exit_code, log);
   report.deployment_url = outcome.deployment_url;

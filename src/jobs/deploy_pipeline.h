@@ -15,6 +15,8 @@
 
 namespace da {
 
+class JobSandbox;
+
 struct DeployJob {
   std::string id;
   Target target = Target::kDev;
@@ -34,12 +36,12 @@ class DeployPipeline {
 
  private:
   struct PhaseResult;
-  PhaseResult install(const DeployJob& job, DeployReport& report, const Redactor& redactor,
-                      const std::atomic<bool>& cancel) const;
+  PhaseResult install(const DeployJob& job, const JobSandbox& job_sandbox, DeployReport& report,
+                      const Redactor& redactor, const std::atomic<bool>& cancel) const;
   PhaseResult obtainDeployKey(const DeployJob& job, DeployReport& report, std::string& key,
                               const std::atomic<bool>& cancel) const;
-  PhaseResult push(const DeployJob& job, DeployReport& report, const std::string& key,
-                   const Redactor& redactor, const std::atomic<bool>& cancel) const;
+  PhaseResult push(const DeployJob& job, const JobSandbox& job_sandbox, DeployReport& report,
+                   const std::string& key, const Redactor& redactor, const std::atomic<bool>& cancel) const;
 
   const Settings& settings_;
   JobStore& store_;
@@ -47,8 +49,5 @@ class DeployPipeline {
   mutable DeploymentLocks push_locks_;  // shared by every worker running this pipeline
 };
 
-// Environment for npm and the CLI, built from nothing (exposed for tests).
-std::map<std::string, std::string> baseChildEnvironment(const Settings& settings,
-                                                        const std::filesystem::path& job_dir);
 
 }  // namespace da

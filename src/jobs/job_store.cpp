@@ -1,5 +1,7 @@
 #include "jobs/job_store.h"
 
+#include "jobs/job_sandbox.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -153,6 +155,8 @@ bool JobStore::recoverJob(const fs::path& job_dir) {
     if (ec) spdlog::warn("skipping {} on recovery: {}", job_dir.string(), ec.message());
     return false;
   }
+  // A crash leaves the job's volume mounted on its work folder; nothing could delete it.
+  if (unmountLeftoverJobVolume(job_dir)) spdlog::info("unmounted the job volume left on {}", job_dir.string());
   const std::string id = job_dir.filename().string();
   const bool named_like_a_job = isValidDeployId(id);
   const fs::path report_path = job_dir / "report.json";

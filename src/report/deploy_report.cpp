@@ -59,6 +59,7 @@ nlohmann::json DeployReport::toJson() const {
                  {"removed", bundle.removed}};
   j["convex"] = {{"cli_version", stringOrNull(cli_version)},
                  {"app_library_version", stringOrNull(app_convex_version)}};
+  j["sandbox"] = {{"tier", stringOrNull(sandbox_tier)}, {"facilities", sandbox_facilities}};
   j["created_at"] = timeOrNull(created_at_ms);
   j["started_at"] = timeOrNull(started_at_ms);
   j["finished_at"] = timeOrNull(finished_at_ms);
@@ -104,6 +105,10 @@ DeployReport DeployReport::fromJson(const nlohmann::json& j) {
   if (j.contains("convex") && j["convex"].is_object()) {
     r.cli_version = str(j["convex"].value("cli_version", nlohmann::json()));
     r.app_convex_version = str(j["convex"].value("app_library_version", nlohmann::json()));
+  }
+  if (j.contains("sandbox") && j["sandbox"].is_object()) {
+    r.sandbox_tier = str(j["sandbox"].value("tier", nlohmann::json()));
+    r.sandbox_facilities = j["sandbox"].value("facilities", std::vector<std::string>{});
   }
   if (j.contains("stored") && j["stored"].is_object()) {
     r.created_at_ms = j["stored"].value("created_at_ms", int64_t{0});

@@ -51,6 +51,8 @@ struct DeployReport {
   BundleSummary bundle;
   std::string cli_version;
   std::string app_convex_version;
+  std::string sandbox_tier;                      // how npm and the CLI were isolated
+  std::vector<std::string> sandbox_facilities;   // what that tier enforced on this host
   int64_t created_at_ms = 0;
   int64_t started_at_ms = 0;
   int64_t finished_at_ms = 0;

@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include <nlohmann/json.hpp>
@@ -76,6 +78,39 @@ class AgentLifecycle : public ::testing::Test {
   std::unique_ptr<ServerProcess> standin_;
   std::unique_ptr<ServerProcess> agent_;
 };
+
+TEST_F(AgentLifecycle, SecretsAreGoneFromTheStartupEnvironmentAndHealthzNamesTheSandbox) {
+  startAgent({}, {{"CONVEX_TEAM_TOKEN", kTeamToken}});
+  // What a process of the same user would read (the agent is also non-dumpable, so it can't).
+  std::ifstream in("/proc/" + std::to_string(agent_->pid()) + "/environ");
+  const std::string environ((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(environ.empty());
+  EXPECT_EQ(environ.find(kAgentToken), std::string::npos);
+  EXPECT_EQ(environ.find(kTeamToken), std::string::npos);
+  const Json health = Json::parse(httpRequest("GET", agent_->baseUrl() + "/healthz").body);
+  EXPECT_EQ(health["sandbox"]["tier"], "namespaces") << health.dump();  // CI: root, namespaces allowed
+  const auto& facilities = health["sandbox"]["facilities"];
+  for (const char* facility : {"user_ns", "mount_ns", "pid_ns", "seccomp", "no_new_privs"}) {
+    EXPECT_NE(std::find(facilities.begin(), facilities.end(), facility), facilities.end()) << facility;
+  }
+}
+
+TEST_F(AgentLifecycle, SandboxNoneMustBeChosenByNameAndIsWarnedInEveryReport) {
+  startAgent({"--sandbox", "none"});
+  EXPECT_EQ(Json::parse(httpRequest("GET", agent_->baseUrl() + "/healthz").body)["sandbox"]["tier"], "none");
+  auto accepted = post("target=prod", testsupport::exampleAppArchive().build(ArchiveBuilder::Format::kTarGz),
+                       mintKey("happy-otter-123"));
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  const Json queued = Json::parse(accepted.body);
+  const Json first = report(queued["id"], 0);
+  EXPECT_EQ(first["sandbox"]["tier"], "none");
+  ASSERT_FALSE(first["warnings"].empty()) << first.dump(2);
+  EXPECT_NE(first["warnings"][0].get<std::string>().find("--sandbox=none"), std::string::npos) << first.dump(2);
+}
+
+TEST_F(AgentLifecycle, AnUnknownSandboxTierIsAConfigError) {
+  EXPECT_THROW(startAgent({"--sandbox", "chroot"}), std::runtime_error);
+}
 
 TEST_F(AgentLifecycle, OversizedBundleIsRefusedNamingTheLimitAndLeavesNothing) {
   startAgent({"--max-bundle-bytes", "1000"});

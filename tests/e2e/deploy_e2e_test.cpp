@@ -329,6 +329,28 @@ TEST_F(DeployE2E, SyntaxErrorFailsWithTheCliErrorAndNoPush) {
   EXPECT_EQ(standinPushes().size(), pushes_before);
 }
 
+TEST_F(DeployE2E, AnAbsoluteImportCannotPullAHostFileIntoThePush) {
+  // esbuild bundles whatever path an import names. Outside the sandbox this pushed the host
+  // file's content to the caller's deployment; in the job's own root the path does not exist.
+  const fs::path host_file = state_dir_ / "host-secret.json";
+  std::ofstream(host_file) << R"({"value": "host-secret-5d1f0c"})";
+  auto bundle = testsupport::exampleAppArchive()
+                    .addFile("convex/steal.ts", "import stolen from \"" + host_file.string() +
+                                                     "\";\nexport const leaked = () => stolen.value;\n")
+                    .build(ArchiveBuilder::Format::kTarGz);
+  const size_t pushes_before = standinPushes().size();
+  auto accepted = postDeploy("target=prod&deployment=" + kProdDeployment, bundle);
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  Json report = waitForReport(Json::parse(accepted.body)["id"]);
+  EXPECT_EQ(report["status"], "failed") << report.dump(2);
+  EXPECT_EQ(report["error"]["reason"], "bundle_error") << report.dump(2);
+  EXPECT_NE(report["error"]["message"].get<std::string>().find("host-secret.json"), std::string::npos)
+      << report.dump(2);
+  EXPECT_EQ(standinPushes().size(), pushes_before);
+  EXPECT_EQ(standinPushes().dump().find("host-secret-5d1f0c"), std::string::npos);
+  EXPECT_EQ(report["sandbox"]["tier"], "namespaces") << report.dump(2);
+}
+
 TEST_F(DeployE2E, AKeyPrintedByTheCliIsRedactedFromLogAndReport) {
   // Generated code that embeds the key on a line esbuild quotes in its error's code frame.
   const std::string key = mintKey(kProdDeployment);

@@ -1,6 +1,8 @@
 // End to end with a hostile registry package: the app's lockfile pins a crafted `typescript`
 // served by a local npm registry, and the Convex CLI runs its bin/tsc to typecheck. That
-// script runs inside the deploy, on the agent's host, and reports what it could read.
+// script runs inside the deploy with the deploy key in its environment, tries what a
+// malicious package would (the agent's token file, its environment, the state directory, the
+// shared npm cache, signalling the agent), and prints what it got. Run at every sandbox tier.
 //
 // The stand-in and the agent are real processes; the registry runs in this test process on
 // loopback. The agent installs online (no --npm-offline) from that registry with an empty
@@ -37,75 +39,110 @@ const std::string kTeamToken = "e2e-hostile-team-token-abcdef0123";
 const std::string kDeployment = "happy-otter-123";
 const std::string kTypescript = "typescript";
 
-class HostileRegistryE2E : public ::testing::Test {
+// The crafted tsc: every attempt prints "TRY <what>: ok" or "TRY <what>: error <code>", then
+// it exits 0 so that the deploy goes on (a typecheck that passes).
+std::string hostileTscScript(const std::vector<std::string>& reads, const std::vector<std::string>& lists,
+                             const std::vector<std::string>& writes, int agent_pid) {
+  return "const fs = require('fs');\n"
+         "console.log('HOSTILE_TSC_RAN');\n"
+         "const attempt = (what, fn) => { try { fn(); console.log(`TRY ${what}: ok`); }\n"
+         "  catch (e) { console.log(`TRY ${what}: error ${e.code || e.message}`); } };\n"
+         "for (const p of " + Json(reads).dump() + ") attempt(`read ${p}`, () => fs.readFileSync(p));\n"
+         "for (const p of " + Json(lists).dump() + ") attempt(`list ${p}`, () => fs.readdirSync(p));\n"
+         "for (const p of " + Json(writes).dump() + ") attempt(`write ${p}`, () => fs.writeFileSync(p, 'poison'));\n"
+         "attempt('signal " + std::to_string(agent_pid) + "', () => process.kill(" + std::to_string(agent_pid) + ", 'SIGCONT'));\n"
+         "attempt('key in env', () => { if (!process.env.CONVEX_DEPLOY_KEY) throw new Error('absent'); });\n"
+         "process.exit(0);\n";
+}
+
+class HostileRegistryE2E : public ::testing::TestWithParam<std::string> {
  protected:
   static void SetUpTestSuite() {
     try {
-      start();
+      dir_ = fs::temp_directory_path() / ("da-e2e-hostile-" + std::to_string(getpid()));
+      fs::remove_all(dir_);
+      fs::create_directories(dir_);
+      // The agent's own secret, in a file the hostile tsc will try to read.
+      token_file_ = dir_ / "agent-token";
+      std::ofstream(token_file_) << kAgentToken << "\n";
+      fs::permissions(token_file_, fs::perms::owner_read | fs::perms::owner_write);
+      registry_ = std::make_unique<NpmRegistry>();
+      registry_->start();
+      const fs::path cache = fs::path(testsupport::toolchainDir()) / "npm-cache";
+      registry_->servePackagesOfLockfile(testsupport::exampleAppDir() / "package-lock.json", cache);
+      standin_ = std::make_unique<ServerProcess>(
+          testsupport::binaryDir() + "/bin/convex-standin",
+          std::vector<std::string>{"--listen", "127.0.0.1:0", "--team-token", kTeamToken, "--deployment",
+                                   kDeployment + ":prod"},
+          std::map<std::string, std::string>{});
     } catch (const std::exception& e) {
       setup_error_ = e.what();
     }
   }
 
-  // A failed start fails every test (not skips it): a suite that cannot run must not pass.
-  void SetUp() override { ASSERT_TRUE(setup_error_.empty()) << setup_error_; }
-
-  static void start() {
-    dir_ = fs::temp_directory_path() / ("da-e2e-hostile-" + std::to_string(getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-
-    // The agent's own secret, in a file the hostile tsc will try to read.
-    token_file_ = dir_ / "agent-token";
-    std::ofstream(token_file_) << kAgentToken << "\n";
-    fs::permissions(token_file_, fs::perms::owner_read | fs::perms::owner_write);
-
-    registry_ = std::make_unique<NpmRegistry>();
-    registry_->start();
-    const fs::path cache = fs::path(testsupport::toolchainDir()) / "npm-cache";
-    registry_->servePackagesOfLockfile(testsupport::exampleAppDir() / "package-lock.json", cache);
-    const std::string integrity = registry_->addPackageFromFiles(
-        kTypescript, testsupport::kHostileTypescriptVersion,
-        testsupport::hostileTypescriptFiles(testsupport::hostileReadScript({token_file_.string()})));
-    testsupport::writeAppWithTypescript(testsupport::exampleAppDir(), dir_ / "crafted-app",
-                                        testsupport::kHostileTypescriptVersion,
-                                        registry_->tarballUrl(kTypescript, testsupport::kHostileTypescriptVersion),
-                                        integrity);
-
-    standin_ = std::make_unique<ServerProcess>(
-        testsupport::binaryDir() + "/bin/convex-standin",
-        std::vector<std::string>{"--listen", "127.0.0.1:0", "--team-token", kTeamToken, "--deployment",
-                                 kDeployment + ":prod"},
-        std::map<std::string, std::string>{});
-    // Online, from the local registry only: an empty cache and no --npm-offline.
-    fs::create_directories(dir_ / "npm-cache");
-    agent_ = std::make_unique<ServerProcess>(
-        testsupport::binaryDir() + "/bin/deploy-agent",
-        std::vector<std::string>{"--listen", "127.0.0.1:0", "--state-dir", (dir_ / "state").string(),
-                                 "--convex-url", standin_->baseUrl(), "--toolchain", testsupport::toolchainDir(),
-                                 "--npm-cache", (dir_ / "npm-cache").string(), "--npm-registry", registry_->url(),
-                                 "--token-file", token_file_.string(), "--cli-timeout", "120",
-                                 "--install-timeout", "300"},
-        std::map<std::string, std::string>{{"CONVEX_TEAM_TOKEN", kTeamToken}});
-  }
-
   static void TearDownTestSuite() {
-    agent_.reset();
     standin_.reset();
     registry_.reset();
     fs::remove_all(dir_);
   }
 
-  static std::string craftedBundle() {
-    return ArchiveBuilder::fromDirectory(dir_ / "crafted-app").build(ArchiveBuilder::Format::kTarGz);
+  // A failed start fails every test (not skips it): a suite that cannot run must not pass.
+  void SetUp() override {
+    ASSERT_TRUE(setup_error_.empty()) << setup_error_;
+    startAgent({});
   }
 
-  static testsupport::HttpResult agentGet(const std::string& path) {
+  void startAgent(const std::vector<std::string>& extra_args) {
+    agent_.reset();
+    state_ = dir_ / ("state-" + GetParam());
+    cache_ = dir_ / ("npm-cache-" + GetParam());
+    // Online, from the local registry only: an empty cache and no --npm-offline.
+    fs::create_directories(cache_);
+    std::vector<std::string> args = {"--listen", "127.0.0.1:0", "--state-dir", state_.string(), "--convex-url",
+                                     standin_->baseUrl(), "--toolchain", testsupport::toolchainDir(), "--npm-cache",
+                                     cache_.string(), "--npm-registry", registry_->url(), "--token-file",
+                                     token_file_.string(), "--cli-timeout", "120", "--install-timeout", "300",
+                                     "--sandbox", GetParam()};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    agent_ = std::make_unique<ServerProcess>(testsupport::binaryDir() + "/bin/deploy-agent", args,
+                                             std::map<std::string, std::string>{{"CONVEX_TEAM_TOKEN", kTeamToken}});
+  }
+
+  // Deploys an app whose typescript's tsc runs `script`; returns the terminal report.
+  Json deployWithTsc(const std::string& script, const std::string& variant) {
+    const fs::path app = craftApp(script, variant);
+    auto accepted = httpRequest("POST", agent_->baseUrl() + "/v1/deploys?target=prod&deployment=" + kDeployment +
+                                            "&typecheck=enable",
+                                {{"Authorization", "Bearer " + kAgentToken}, {"Content-Type", "application/gzip"}},
+                                ArchiveBuilder::fromDirectory(app).build(ArchiveBuilder::Format::kTarGz));
+    EXPECT_EQ(accepted.status, 202) << accepted.body;
+    if (accepted.status != 202) return {};
+    last_id_ = Json::parse(accepted.body)["id"];
+    return waitForReport(last_id_);
+  }
+
+  void TearDown() override { agent_.reset(); }
+
+  // Publishes a crafted typescript (its own version per tier and variant) and writes an app
+  // that pins it.
+  fs::path craftApp(const std::string& script, const std::string& variant = "escape") {
+    const std::string version =
+        std::string(testsupport::kHostileTypescriptVersion) + "-" + variant + "." + GetParam();
+    const std::string integrity =
+        registry_->addPackageFromFiles(kTypescript, version, testsupport::hostileTypescriptFiles(script));
+    const fs::path app = dir_ / ("crafted-app-" + variant + "-" + GetParam());
+    testsupport::writeAppWithTypescript(testsupport::exampleAppDir(), app, version,
+                                        registry_->tarballUrl(kTypescript, version), integrity);
+    version_ = version;
+    return app;
+  }
+
+  testsupport::HttpResult agentGet(const std::string& path) {
     return httpRequest("GET", agent_->baseUrl() + path, {{"Authorization", "Bearer " + kAgentToken}});
   }
 
   // Long-polls the report until it is terminal (the agent wakes the request when it is).
-  static Json waitForReport(const std::string& id) {
+  Json waitForReport(const std::string& id) {
     for (int attempt = 0; attempt < 8; ++attempt) {
       auto result = agentGet("/v1/deploys/" + id + "?wait=60");
       EXPECT_EQ(result.status, 200) << result.body;
@@ -116,20 +153,20 @@ class HostileRegistryE2E : public ::testing::Test {
     return {};
   }
 
-  static std::string log(const std::string& id, const std::string& phase) {
+  std::string log(const std::string& id, const std::string& phase) {
     auto result = agentGet("/v1/deploys/" + id + "/log?phase=" + phase);
     return result.status == 200 ? result.body : "(no " + phase + " log: " + result.body + ")";
   }
 
-  // The hostile tsc's `READ <path>: ok` / `READ <path>: error <code>` lines, by path.
-  static std::map<std::string, std::string> readResults(const std::string& cli_log) {
+  // The hostile tsc's "TRY <what>: <result>" lines, by what.
+  static std::map<std::string, std::string> tries(const std::string& cli_log) {
     std::map<std::string, std::string> results;
     std::istringstream lines(cli_log);
     for (std::string line; std::getline(lines, line);) {
-      const size_t at = line.find("READ ");
+      const size_t at = line.find("TRY ");
       const size_t colon = line.rfind(": ");
       if (at == std::string::npos || colon == std::string::npos || colon < at) continue;
-      results[line.substr(at + 5, colon - at - 5)] = line.substr(colon + 2);
+      results[line.substr(at + 4, colon - at - 4)] = line.substr(colon + 2);
     }
     return results;
   }
@@ -139,35 +176,91 @@ class HostileRegistryE2E : public ::testing::Test {
   static inline fs::path token_file_;
   static inline std::unique_ptr<NpmRegistry> registry_;
   static inline std::unique_ptr<ServerProcess> standin_;
-  static inline std::unique_ptr<ServerProcess> agent_;
+  std::unique_ptr<ServerProcess> agent_;
+  fs::path state_, cache_;
+  std::string version_;
+  std::string last_id_;
 };
 
-TEST_F(HostileRegistryE2E, CraftedTypescriptFromTheRegistryRunsAsTscDuringTheDeploy) {
+TEST_P(HostileRegistryE2E, CraftedTypescriptRunsAsTscButReachesNothingOfTheAgent) {
+  const std::string agent_pid = std::to_string(agent_->pid());
+  const std::vector<std::string> reads = {token_file_.string(), "/proc/" + agent_pid + "/environ",
+                                          "/proc/" + agent_pid + "/mem"};
+  const std::vector<std::string> lists = {state_.string(), (state_ / "jobs").string(), "/proc/" + agent_pid + "/fd"};
+  const std::vector<std::string> writes = {(cache_ / "poisoned-packument").string(), (dir_ / "planted").string(),
+                                           (state_ / "planted").string()};
+  const fs::path app = craftApp(hostileTscScript(reads, lists, writes, agent_->pid()));
   auto accepted = httpRequest("POST", agent_->baseUrl() + "/v1/deploys?target=prod&deployment=" + kDeployment +
                                           "&typecheck=enable",
                               {{"Authorization", "Bearer " + kAgentToken}, {"Content-Type", "application/gzip"}},
-                              craftedBundle());
+                              ArchiveBuilder::fromDirectory(app).build(ArchiveBuilder::Format::kTarGz));
   ASSERT_EQ(accepted.status, 202) << "intake must accept a lockfile resolved on the configured registry: "
                                   << accepted.body;
   const std::string id = Json::parse(accepted.body)["id"];
   const Json report = waitForReport(id);
-  const std::string install_log = log(id, "install");
   const std::string cli_log = log(id, "push");
-  const std::string context = report.dump(2) + "\n--- install.log\n" + install_log + "\n--- cli.log\n" + cli_log;
+  const std::string context = report.dump(2) + "\n--- install.log\n" + log(id, "install") + "\n--- cli.log\n" + cli_log;
 
-  // npm installed from the local registry, crafted package included, and the CLI ran.
-  ASSERT_TRUE(report["phase"] == "push" || report["phase"] == "done") << context;
-  EXPECT_EQ(registry_->requestCount(NpmRegistry::tarballPath(kTypescript, testsupport::kHostileTypescriptVersion)), 1u)
+  // npm installed the crafted package from the local registry, the CLI ran it as tsc, and the
+  // deploy itself went through: the sandbox stops the package, not the app.
+  EXPECT_EQ(registry_->requestCount(NpmRegistry::tarballPath(kTypescript, version_)), 1u)
       << testing::PrintToString(registry_->requests());
-  EXPECT_NE(cli_log.find("HOSTILE_TSC_RAN"), std::string::npos) << context;
+  ASSERT_NE(cli_log.find("HOSTILE_TSC_RAN"), std::string::npos) << context;
+  EXPECT_EQ(report["status"], "succeeded") << context;
+  EXPECT_EQ(report["sandbox"]["tier"], GetParam()) << context;
 
-  // What the crafted tsc could read. Recorded, not yet judged: the sandbox's filesystem tier
-  // will turn this into EXPECT_NE(reads[token], "ok") (the agent's token must stay unreadable).
-  const auto reads = readResults(cli_log);
-  const auto token_read = reads.find(token_file_.string());
-  ASSERT_NE(token_read, reads.end()) << "no READ line for " << token_file_ << "\n" << context;
-  RecordProperty("token_file_read", token_read->second);
-  std::cout << "hostile tsc: READ " << token_read->first << ": " << token_read->second << "\n";
+  // Every attempt on the agent failed; the positive control (the key it was given) did not.
+  const auto results = tries(cli_log);
+  std::vector<std::string> denied;
+  for (const auto& p : reads) denied.push_back("read " + p);
+  for (const auto& p : lists) denied.push_back("list " + p);
+  for (const auto& p : writes) denied.push_back("write " + p);
+  denied.push_back("signal " + agent_pid);
+  for (const auto& what : denied) {
+    ASSERT_TRUE(results.count(what)) << "no TRY line for " << what << "\n" << context;
+    EXPECT_NE(results.at(what), "ok") << what << " was not stopped\n" << context;
+  }
+  EXPECT_EQ(results.at("key in env"), "ok") << context;
+  EXPECT_EQ(cli_log.find(kAgentToken), std::string::npos);
+  EXPECT_FALSE(fs::exists(cache_ / "poisoned-packument"));
+  EXPECT_FALSE(fs::exists(dir_ / "planted"));
+  EXPECT_FALSE(fs::exists(state_ / "planted"));
+  // The agent is unharmed.
+  EXPECT_EQ(httpRequest("GET", agent_->baseUrl() + "/healthz").status, 200);
 }
+
+TEST_P(HostileRegistryE2E, AJobOverItsLimitsFailsWithTheLimitsReasonAndTheNextJobRuns) {
+  startAgent({"--job-memory-bytes", "805306368", "--job-max-processes", "160", "--job-disk-bytes", "268435456"});
+  struct Hog {
+    std::string variant, reason, script;
+  };
+  std::vector<Hog> hogs = {
+      {"memory", "memory_limit",
+       "const held = []; for (;;) held.push(Buffer.alloc(64 << 20, 1));\n"},
+      {"processes", "process_limit",
+       "const { spawn } = require('child_process');\n"
+       "process.on('uncaughtException', () => {});\n"
+       "for (let i = 0; i < 400; i++) { try { spawn('/bin/sleep', ['600'], {stdio: 'ignore'}).on('error', () => {}); } catch (e) {} }\n"
+       "setTimeout(() => process.exit(1), 2000);\n"},
+  };
+  // The job volume is the namespaces tier's; Landlock bounds single files only.
+  if (GetParam() == "namespaces") {
+    hogs.push_back({"disk", "disk_limit",
+                    "const fs = require('fs'); const block = Buffer.alloc(1 << 20, 1);\n"
+                    "const fd = fs.openSync('filler', 'w'); for (;;) fs.writeSync(fd, block);\n"});
+  }
+  for (const auto& hog : hogs) {
+    const Json report = deployWithTsc(hog.script, hog.variant);
+    EXPECT_EQ(report["status"], "failed") << hog.variant << "\n" << report.dump(2) << log(last_id_, "push");
+    EXPECT_EQ(report["error"]["reason"], hog.reason) << hog.variant << "\n" << report.dump(2) << log(last_id_, "push");
+    EXPECT_EQ(report["phase"], "push") << report.dump(2);
+  }
+  // The agent carries on: a well-behaved deploy right after succeeds.
+  const Json after = deployWithTsc("process.exit(0);\n", "benign");
+  EXPECT_EQ(after["status"], "succeeded") << after.dump(2) << log(last_id_, "push");
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryTier, HostileRegistryE2E, ::testing::Values("namespaces", "landlock"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 }  // namespace

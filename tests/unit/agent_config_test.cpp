@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include <filesystem>
 #include <fstream>
 
@@ -428,5 +430,46 @@ TEST(AgentConfig, NpmRegistryThatIsNotAnHttpUrlIsRefusedNamingTheSetting) {
     ASSERT_FALSE(result.errors.empty()) << "accepted '" << bad << "'";
     EXPECT_TRUE(anyErrorMentions(result.errors, "npm-registry")) << joined(result.errors);
     EXPECT_FALSE(anyErrorMentions(result.errors, "secret")) << "credentials echoed: " << joined(result.errors);
+  }
+}
+
+TEST(AgentConfig, SandboxSettingsDefaultToAutoWithBoundedJobs) {
+  auto result = agent::resolveSettings(baseInput());
+  ASSERT_TRUE(result.errors.empty()) << joined(result.errors);
+  const auto& sandbox = result.settings.sandbox;
+  EXPECT_EQ(sandbox.requested, "auto");
+  EXPECT_EQ(sandbox.job_uid, 60000u);
+  EXPECT_EQ(sandbox.job_gid, 60000u);
+  EXPECT_EQ(sandbox.memory_bytes, 4ull << 30);
+  EXPECT_EQ(sandbox.max_processes, 1024u);
+  EXPECT_EQ(sandbox.disk_bytes, 4ull << 30);
+}
+
+TEST(AgentConfig, SandboxSettingsAreReadAndCheckedNamingTheSetting) {
+  auto input = baseInput();
+  input.flags["sandbox"] = "landlock";
+  input.flags["job-uid"] = "70000:70001";
+  input.env["DEPLOY_AGENT_JOB_MEMORY_BYTES"] = "1073741824";
+  input.file["job_max_processes"] = "256";
+  input.flags["job-disk-bytes"] = "0";
+  auto result = agent::resolveSettings(input);
+  ASSERT_TRUE(result.errors.empty()) << joined(result.errors);
+  EXPECT_EQ(result.settings.sandbox.requested, "landlock");
+  EXPECT_EQ(result.settings.sandbox.job_uid, 70000u);
+  EXPECT_EQ(result.settings.sandbox.job_gid, 70001u);
+  EXPECT_EQ(result.settings.sandbox.memory_bytes, 1ull << 30);
+  EXPECT_EQ(result.settings.sandbox.max_processes, 256u);
+  EXPECT_EQ(result.settings.sandbox.disk_bytes, 0u);
+
+  for (const auto& [flag, value, named] :
+       {std::tuple{"sandbox", "chroot", "sandbox must be auto, namespaces, landlock or none"},
+        {"job-uid", "0", "job-uid"},            // never root
+        {"job-uid", "60000:x", "job-uid (gid part)"},
+        {"job-memory-bytes", "1000", "job-memory-bytes"},  // too small for Node
+        {"job-disk-bytes", "4096", "job-disk-bytes"}}) {
+    auto bad = baseInput();
+    bad.flags[flag] = value;
+    auto refused = agent::resolveSettings(bad);
+    EXPECT_TRUE(anyErrorMentions(refused.errors, named)) << flag << "=" << value << ": " << joined(refused.errors);
   }
 }

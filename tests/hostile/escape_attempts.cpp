@@ -1,0 +1,117 @@
+// Tries each escape its arguments name, the way code from a malicious npm package would, and
+// prints one line per attempt: "<attempt> ok" or "<attempt> <ERRNO NAME>". Always exits 0, so
+// the test judges the lines, not the exit code.
+//   read:PATH     open and read a byte          list:PATH    read a directory
+//   write:PATH    create or open for writing    mknod:PATH   make /dev/null's twin
+//   signal:PID    kill(PID, SIGCONT)            ptrace:PID   PTRACE_ATTACH
+//   unshare       unshare(CLONE_NEWUSER)        mount        mount a tmpfs on /tmp
+//   fill:PATH     write until a write fails; prints the bytes written
+//   daemon:TOKEN  fork a child that calls setsid() and sleeps forever as "TOKEN"
+//   sleep:TOKEN   (used by daemon) sleep forever
+//   id            print uid, gid and the capability sets
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <string>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+namespace {
+
+void report(const std::string& attempt, bool ok, int error) {
+  std::printf("%s %s\n", attempt.c_str(), ok ? "ok" : strerrorname_np(error));
+  std::fflush(stdout);
+}
+
+void attempt(const std::string& arg, const char* self) {
+  const size_t colon = arg.find(':');
+  const std::string verb = arg.substr(0, colon);
+  const std::string value = colon == std::string::npos ? "" : arg.substr(colon + 1);
+  if (verb == "read") {
+    int fd = open(value.c_str(), O_RDONLY);
+    char byte;
+    bool ok = fd >= 0 && read(fd, &byte, 1) >= 0;
+    int error = errno;
+    if (fd >= 0) close(fd);
+    report(arg, ok, error);
+  } else if (verb == "list") {
+    DIR* dir = opendir(value.c_str());
+    bool ok = dir && readdir(dir) != nullptr;
+    int error = errno;
+    if (dir) closedir(dir);
+    report(arg, ok, error);
+  } else if (verb == "write") {
+    int fd = open(value.c_str(), O_WRONLY | O_CREAT, 0644);
+    bool ok = fd >= 0 && write(fd, "x", 1) == 1;
+    int error = errno;
+    if (fd >= 0) close(fd);
+    report(arg, ok, error);
+  } else if (verb == "mknod") {
+    report(arg, mknod(value.c_str(), S_IFCHR | 0666, makedev(1, 3)) == 0, errno);
+  } else if (verb == "signal") {
+    report(arg, kill(std::atoi(value.c_str()), SIGCONT) == 0, errno);
+  } else if (verb == "ptrace") {
+    report(arg, ptrace(PTRACE_ATTACH, std::atoi(value.c_str()), nullptr, nullptr) == 0, errno);
+  } else if (verb == "unshare") {
+    report(arg, unshare(CLONE_NEWUSER) == 0, errno);
+  } else if (verb == "mount") {
+    report(arg, mount("tmpfs", "/tmp", "tmpfs", 0, nullptr) == 0, errno);
+  } else if (verb == "fill") {
+    int fd = open(value.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    static char block[1 << 16];
+    long long written = 0;
+    int error = 0;
+    if (fd < 0) {
+      error = errno;
+    } else {
+      for (;;) {
+        ssize_t n = write(fd, block, sizeof block);
+        if (n <= 0) {
+          error = errno;
+          break;
+        }
+        written += n;
+      }
+      close(fd);
+    }
+    std::printf("%s %s %lld\n", arg.c_str(), strerrorname_np(error), written);
+    std::fflush(stdout);
+  } else if (verb == "daemon") {
+    pid_t child = fork();
+    if (child == 0) {
+      setsid();
+      execl(self, self, ("sleep:" + value).c_str(), static_cast<char*>(nullptr));
+      _exit(1);
+    }
+    report(arg, child > 0, errno);
+  } else if (verb == "sleep") {
+    for (;;) pause();
+  } else if (verb == "id") {
+    std::printf("uid=%d gid=%d\n", static_cast<int>(getuid()), static_cast<int>(getgid()));
+    FILE* status = fopen("/proc/self/status", "r");
+    char line[256];
+    while (status && fgets(line, sizeof line, status)) {
+      if (std::strncmp(line, "Cap", 3) == 0) std::fputs(line, stdout);
+    }
+    if (status) fclose(status);
+    std::fflush(stdout);
+  } else {
+    std::printf("%s unknown\n", arg.c_str());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  signal(SIGXFSZ, SIG_IGN);  // a file size limit shows as EFBIG, not a death
+  for (int i = 1; i < argc; ++i) attempt(argv[i], argv[0]);
+  return 0;
+}
