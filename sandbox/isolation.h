@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <string>
 #include <sys/types.h>
 #include <vector>
@@ -61,6 +62,9 @@ class Isolation {
   // Per-run cgroup limits; 0 = unlimited. Applied where a cgroup hierarchy is writable.
   Isolation& memoryBytes(uint64_t v) { memory_bytes_ = v; return *this; }
   Isolation& maxProcesses(uint64_t v) { max_processes_ = v; return *this; }
+  // Landlock tier, ABI >= 4: TCP connect() only to these ports, no TCP bind(). (The namespaces
+  // tier leaves the network to the egress capability.)
+  Isolation& tcpConnectPorts(std::vector<uint16_t> v) { tcp_ports_ = std::move(v); restrict_tcp_ = true; return *this; }
 
   Tier tier() const { return tier_; }
   const FilesystemView& filesystem() const { return fs_; }
@@ -68,6 +72,8 @@ class Isolation {
   gid_t hostGid() const { return host_gid_; }
   uint64_t memoryBytes() const { return memory_bytes_; }
   uint64_t maxProcesses() const { return max_processes_; }
+  bool restrictsTcp() const { return restrict_tcp_; }
+  const std::vector<uint16_t>& tcpConnectPorts() const { return tcp_ports_; }
 
   // The ids the job has inside its user namespace (what `id` prints in a job).
   static constexpr uid_t kInsideUid = 1000;
@@ -80,6 +86,8 @@ class Isolation {
   gid_t host_gid_ = 60000;
   uint64_t memory_bytes_ = 0;
   uint64_t max_processes_ = 0;
+  bool restrict_tcp_ = false;
+  std::vector<uint16_t> tcp_ports_;
 };
 
 }  // namespace sandbox

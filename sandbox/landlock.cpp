@@ -158,6 +158,9 @@ LandlockRuleset buildLandlockRuleset(const LandlockPolicy& policy) {
 
   LandlockRulesetAttr attr;
   attr.handled_access_fs = landlockHandledFsAccess(kernel.abi);
+  if (kernel.abi >= 4 && policy.restrict_tcp) {
+    attr.handled_access_net = LANDLOCK_ACCESS_NET_BIND_TCP | LANDLOCK_ACCESS_NET_CONNECT_TCP;
+  }
   if (kernel.abi >= 6) {
     if (policy.scope_signals) attr.scoped |= LANDLOCK_SCOPE_SIGNAL;
     if (policy.scope_abstract_unix) attr.scoped |= LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET;
@@ -192,8 +195,23 @@ LandlockRuleset buildLandlockRuleset(const LandlockPolicy& policy) {
     }
   }
 
+  if (attr.handled_access_net) {
+    for (uint16_t port : policy.tcp_connect_ports) {
+      landlock_net_port_attr rule{};
+      rule.allowed_access = LANDLOCK_ACCESS_NET_CONNECT_TCP;
+      rule.port = port;
+      if (::syscall(SYS_landlock_add_rule, fd.get(), LANDLOCK_RULE_NET_PORT, &rule, 0) != 0) {
+        ruleset.problem = failure("landlock_add_rule(LANDLOCK_RULE_NET_PORT, {connect, port " +
+                                      std::to_string(port) + "})",
+                                  errno, "");
+        return ruleset;
+      }
+    }
+  }
+
   ruleset.fd = std::move(fd);
   ruleset.facilities.push_back("landlock_fs(abi " + std::to_string(kernel.abi) + ")");
+  if (attr.handled_access_net) ruleset.facilities.push_back("landlock_tcp_ports");
   if (handled & LANDLOCK_ACCESS_FS_TRUNCATE) ruleset.facilities.push_back("landlock_truncate");
   if (handled & LANDLOCK_ACCESS_FS_IOCTL_DEV) ruleset.facilities.push_back("landlock_ioctl_dev");
   if (attr.scoped & LANDLOCK_SCOPE_SIGNAL) ruleset.facilities.push_back("landlock_signal_scope");

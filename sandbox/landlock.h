@@ -80,22 +80,26 @@ struct LandlockPolicy {
   std::vector<std::string> read_write;
   bool scope_signals = true;        // ABI >= 6: no signals to processes outside the domain
   bool scope_abstract_unix = true;  // ABI >= 6: no connecting to abstract unix sockets outside it
+  // ABI >= 4, when `restrict_tcp`: TCP connect() only to these ports, and no TCP bind() at all.
+  bool restrict_tcp = false;
+  std::vector<uint16_t> tcp_connect_ports;
 };
 
 struct LandlockRuleset {
   UniqueFd fd;  // O_CLOEXEC: the child restricts itself before execve. Invalid if problem is set.
   int abi = 0;
   // What this ruleset enforces, for reports: "landlock_fs(abi 7)", "landlock_truncate" (ABI 3),
-  // "landlock_ioctl_dev" (ABI 5), "landlock_signal_scope", "landlock_abstract_unix_scope" (ABI 6,
-  // when the policy asks for them).
+  // "landlock_ioctl_dev" (ABI 5), "landlock_tcp_ports" (ABI 4, when asked), "landlock_signal_scope",
+  // "landlock_abstract_unix_scope" (ABI 6, when the policy asks for them).
   std::vector<std::string> facilities;
   std::string problem;  // names the syscall, the path, errno and a fix
 };
 
 // Built in the parent before fork: opens each path with O_PATH|O_CLOEXEC and adds a path-beneath
 // rule with the rights of its list that apply (file rights only, for a non-directory). Handles
-// every filesystem right the ABI knows, so what no rule grants is denied. Network rights are
-// not handled (TCP stays unrestricted). A path that does not exist is skipped.
+// every filesystem right the ABI knows, so what no rule grants is denied. TCP is handled only
+// when the policy asks (restrict_tcp) and the ABI is 4 or later. A path that does not exist is
+// skipped.
 LandlockRuleset buildLandlockRuleset(const LandlockPolicy& policy);
 
 // Async-signal-safe, in the child after prctl(PR_SET_NO_NEW_PRIVS, 1) (without it, or

@@ -119,8 +119,11 @@ struct IsolationPrep {
   bool uses_go() const { return go.write_end.valid(); }
 };
 
-LandlockPolicy landlockPolicyFor(const FilesystemView& view) {
+LandlockPolicy landlockPolicyFor(const Isolation& isolation) {
+  const FilesystemView& view = isolation.filesystem();
   LandlockPolicy policy;
+  policy.restrict_tcp = isolation.restrictsTcp();
+  policy.tcp_connect_ports = isolation.tcpConnectPorts();
   policy.read_only = view.read_only;
   policy.read_only.push_back("/proc");  // Node reads /proc/self/*; other processes stay behind ptrace checks
   for (const auto& bind : view.writable) policy.read_write.push_back(bind.host);
@@ -191,7 +194,7 @@ std::string Run::prepareIsolation(IsolationPrep& prep) const {
     if (!prep.seccomp->problem.empty()) return prep.seccomp->problem;
   }
   if (isolation.tier() == Tier::kLandlock) {
-    prep.landlock = buildLandlockRuleset(landlockPolicyFor(isolation.filesystem()));
+    prep.landlock = buildLandlockRuleset(landlockPolicyFor(isolation));
     if (!prep.landlock.problem.empty()) return prep.landlock.problem;
   }
   if (isolation.tier() == Tier::kNamespaces) {

@@ -34,8 +34,10 @@ std::vector<std::string> facilitiesOf(Tier tier, const Isolation& isolation) {
     facilities = {"user_ns", "mount_ns", "pid_ns", "ipc_ns", "uts_ns", "pivot_root", "pid1_reaper"};
   }
   if (tier == Tier::kLandlock) {
-    // What a job's ruleset enforces at this ABI (the paths do not change the list).
-    const auto ruleset = internal::buildLandlockRuleset({});
+    // What a job's ruleset enforces at this ABI (the paths and ports do not change the list).
+    internal::LandlockPolicy policy;
+    policy.restrict_tcp = true;
+    const auto ruleset = internal::buildLandlockRuleset(policy);
     facilities.insert(facilities.end(), ruleset.facilities.begin(), ruleset.facilities.end());
   }
   if (tier != Tier::kNone) {

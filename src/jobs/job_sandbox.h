@@ -29,6 +29,10 @@ struct JobPaths {
 JobPaths jobPathsFor(const Settings& settings, const std::filesystem::path& job_dir,
                      const std::filesystem::path& app_dir);
 
+// The TCP ports a Landlock-tier job may connect to: 443, the npm registry's, the Convex URL's
+// and the passed-through proxies' (exposed for tests).
+std::vector<uint16_t> jobTcpPorts(const Settings& settings);
+
 // The environment of npm and the CLI, built from nothing (exposed for tests).
 std::map<std::string, std::string> baseChildEnvironment(const Settings& settings, const JobPaths& paths);
 

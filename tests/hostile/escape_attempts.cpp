@@ -8,6 +8,7 @@
 //   fill:PATH     write until a write fails; prints the bytes written
 //   daemon:TOKEN  fork a child that calls setsid() and sleeps forever as "TOKEN"
 //   sleep:TOKEN   (used by daemon) sleep forever
+//   connect:PORT  TCP connect to 127.0.0.1:PORT
 //   id            print uid, gid and the capability sets
 #include <cerrno>
 #include <csignal>
@@ -15,7 +16,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <dirent.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sched.h>
 #include <string>
 #include <sys/mount.h>
@@ -60,6 +64,16 @@ void attempt(const std::string& arg, const char* self) {
     report(arg, kill(std::atoi(value.c_str()), SIGCONT) == 0, errno);
   } else if (verb == "ptrace") {
     report(arg, ptrace(PTRACE_ATTACH, std::atoi(value.c_str()), nullptr, nullptr) == 0, errno);
+  } else if (verb == "connect") {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(std::atoi(value.c_str())));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+    int error = errno;
+    if (fd >= 0) close(fd);
+    report(arg, ok, error);
   } else if (verb == "unshare") {
     report(arg, unshare(CLONE_NEWUSER) == 0, errno);
   } else if (verb == "mount") {

@@ -6,7 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -267,6 +270,56 @@ TEST_P(HostileJob, FillingTheDiskStopsAtTheJobsBound) {
   } else {
     EXPECT_EQ(result, "EFBIG " + std::to_string(16ll << 20)) << run.output;
   }
+}
+
+// A loopback listener on a free port, for connect() attempts.
+class Listener {
+ public:
+  Listener() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    ::listen(fd_, 16);
+    socklen_t length = sizeof address;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+  }
+  ~Listener() { ::close(fd_); }
+  uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
+
+class LandlockJob : public HostileJob {};
+
+TEST_P(LandlockJob, ConnectsOnlyToTheRegistryConvexAndProxyPorts) {
+  Listener registry, other;
+  settings_.npm_registry = "http://127.0.0.1:" + std::to_string(registry.port()) + "/";
+  JobRun run = runInJob("dep_a", "escape_attempts",
+                        {"connect:" + std::to_string(registry.port()), "connect:" + std::to_string(other.port())});
+  ASSERT_EQ(run.result.status, sandbox::Status::kOk) << run.result.reason;
+  const auto results = attempts(run.output);
+  EXPECT_EQ(results.at("connect:" + std::to_string(registry.port())), "ok") << run.output;
+  EXPECT_EQ(results.at("connect:" + std::to_string(other.port())), "EACCES") << run.output;
+}
+
+INSTANTIATE_TEST_SUITE_P(LandlockTier, LandlockJob, ::testing::Values(Tier::kLandlock),
+                         [](const ::testing::TestParamInfo<Tier>& info) { return std::string(sandbox::tierName(info.param)); });
+
+TEST(JobTcpPorts, AreHttpsTheRegistryTheConvexUrlAndTheProxies) {
+  da::Settings settings;
+  settings.npm_registry = "http://registry.internal:4873/";
+  settings.convex_url = "http://127.0.0.1:3210";
+  settings.env_passthrough = {{"HTTPS_PROXY", "http://user:pw@proxy.internal:3128"}, {"no_proxy", "localhost"}};
+  EXPECT_EQ(da::jobTcpPorts(settings), (std::vector<uint16_t>{443, 3128, 3210, 4873}));
+  settings.npm_registry = "https://registry.npmjs.org/";
+  settings.convex_url = "https://api.convex.dev";
+  settings.env_passthrough.clear();
+  EXPECT_EQ(da::jobTcpPorts(settings), (std::vector<uint16_t>{443}));
 }
 
 std::string tierParamName(const ::testing::TestParamInfo<Tier>& info) { return sandbox::tierName(info.param); }
