@@ -1,5 +1,7 @@
 #include "sandbox/cgroup.h"
 
+#include "sandbox/syscall_error.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -26,22 +28,7 @@ constexpr const char* kWritableCgroupFix =
     "/sys/fs/cgroup mounted read-write (e.g. `--privileged`), or under systemd in a unit with "
     "`Delegate=yes`";
 
-// ---- Error text (same shape as setup_errors.h: "<call> failed: <text> (<ENAME>). Fix: ...") ----
-
-std::string errnoText(int error) {
-  // strerrordesc_np/strerrorname_np return static strings: thread-safe, unlike strerror.
-  const char* description = ::strerrordesc_np(error);
-  const char* name = ::strerrorname_np(error);
-  std::string text = description ? description : "Unknown error " + std::to_string(error);
-  if (name) text += std::string(" (") + name + ")";
-  return text;
-}
-
-std::string failure(std::string_view call, int error, std::string_view fix) {
-  std::string text = std::string(call) + " failed: " + errnoText(error);
-  if (!fix.empty()) text += ". Fix: " + std::string(fix);
-  return text;
-}
+// ---- Error text (sandbox/syscall_error.h) ----
 
 std::string quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
 
@@ -120,14 +107,14 @@ int makeDir(const std::string& path, bool* made) {
 // Makes (or finds) a base group the agent can write in: "" or the problem.
 std::string makeWritableDir(const std::string& path, bool* made) {
   if (int e = makeDir(path, made)) {
-    return failure("mkdir(" + quoted(path) + ")", e, hintForCgroupAccess(e));
+    return describeSyscallFailure("mkdir(" + quoted(path) + ")", e, hintForCgroupAccess(e));
   }
   // An existing directory hides a read-only mount from mkdir (EEXIST comes first); faccessat
   // reports EROFS even to root.
   if (::faccessat(AT_FDCWD, path.c_str(), W_OK, AT_EACCESS) != 0) {
     const int e = errno;
     if (*made) ::rmdir(path.c_str());
-    return failure("faccessat(" + quoted(path) + ", W_OK)", e, hintForCgroupAccess(e));
+    return describeSyscallFailure("faccessat(" + quoted(path) + ", W_OK)", e, hintForCgroupAccess(e));
   }
   return "";
 }
@@ -349,7 +336,7 @@ bool moveAgentIntoLeaf(const std::string& own, const std::string& enable, Cgroup
   const std::string leaf = own + "/" + kAgentLeafName;
   bool made_leaf = false;
   if (int e = makeDir(leaf, &made_leaf)) {
-    s.unavailable_reason = "cgroup v2: " + failure("mkdir(" + quoted(leaf) + ")", e,
+    s.unavailable_reason = "cgroup v2: " + describeSyscallFailure("mkdir(" + quoted(leaf) + ")", e,
                                                    hintForCgroupAccess(e));
     return false;
   }
@@ -359,7 +346,7 @@ bool moveAgentIntoLeaf(const std::string& own, const std::string& enable, Cgroup
     s.unavailable_reason =
         "cgroup v2: moving the agent into a leaf of its own group (needed because " + own +
         " holds processes) failed: " +
-        failure(writeCall(leaf + "/cgroup.procs", self), e, hintForCgroupAccess(e));
+        describeSyscallFailure(writeCall(leaf + "/cgroup.procs", self), e, hintForCgroupAccess(e));
     return false;
   }
   const std::string control = own + "/cgroup.subtree_control";
@@ -378,7 +365,7 @@ bool moveAgentIntoLeaf(const std::string& own, const std::string& enable, Cgroup
           "only process of its cgroup (e.g. as the container's entry point, started before "
           "anything else), or give it a delegated subtree of its own (systemd `Delegate=yes`)";
     } else {
-      s.unavailable_reason = "cgroup v2: " + failure(writeCall(control, enable), e,
+      s.unavailable_reason = "cgroup v2: " + describeSyscallFailure(writeCall(control, enable), e,
                                                      hintForCgroupAccess(e));
     }
     return false;
@@ -393,7 +380,7 @@ bool setUpV2(const Offer& offer, CgroupSupport& s) {
   const std::string control = own + "/cgroup.subtree_control";
   std::string enabled;
   if (int e = readFile(control, enabled)) {
-    s.unavailable_reason = "cgroup v2: " + failure("read(" + quoted(control) + ")", e,
+    s.unavailable_reason = "cgroup v2: " + describeSyscallFailure("read(" + quoted(control) + ")", e,
                                                    hintForCgroupAccess(e));
     return false;
   }
@@ -404,7 +391,7 @@ bool setUpV2(const Offer& offer, CgroupSupport& s) {
     if (e == EBUSY) {
       if (!moveAgentIntoLeaf(own, enable, s)) return false;
     } else if (e != 0) {
-      s.unavailable_reason = "cgroup v2: " + failure(writeCall(control, enable), e,
+      s.unavailable_reason = "cgroup v2: " + describeSyscallFailure(writeCall(control, enable), e,
                                                      hintForCgroupAccess(e));
       return false;
     }
@@ -419,7 +406,7 @@ bool setUpV2(const Offer& offer, CgroupSupport& s) {
     if (!((!offer.memory || hasWord(base_enabled, "memory")) &&
           (!offer.pids || hasWord(base_enabled, "pids")))) {
       if (int w = writeFile(base_control, enable)) {
-        problem = failure(writeCall(base_control, enable), w,
+        problem = describeSyscallFailure(writeCall(base_control, enable), w,
                           w == EBUSY ? "processes were put into " + base +
                                            " itself; move them out (it must only hold run groups)"
                                      : hintForCgroupAccess(w));
@@ -512,7 +499,7 @@ CgroupSupport probe() {
   for (auto [path, text] : {std::pair{"/proc/self/mountinfo", &mountinfo},
                             std::pair{"/proc/self/cgroup", &self}}) {
     if (int e = readFile(path, *text)) {
-      s.unavailable_reason = failure("read(" + quoted(path) + ")", e,
+      s.unavailable_reason = describeSyscallFailure("read(" + quoted(path) + ")", e,
                                      "mount /proc (cgroups are found through it)");
       return s;
     }
@@ -524,7 +511,7 @@ CgroupSupport probe() {
     const std::string file = v2.own_dir + "/cgroup.controllers";
     std::string controllers;
     if (int e = readFile(file, controllers)) {
-      v2.problem = failure("read(" + quoted(file) + ")", e, hintForCgroupAccess(e));
+      v2.problem = describeSyscallFailure("read(" + quoted(file) + ")", e, hintForCgroupAccess(e));
     } else {
       v2.memory = hasWord(controllers, "memory");
       v2.pids = hasWord(controllers, "pids");
@@ -635,7 +622,7 @@ std::unique_ptr<RunCgroup> RunCgroup::create(const std::string& name, const Cgro
       e = ::mkdir(dir.c_str(), 0755) == 0 ? 0 : errno;
     }
     if (e != 0) {
-      problem = failure("mkdir(" + quoted(dir) + ")", e,
+      problem = describeSyscallFailure("mkdir(" + quoted(dir) + ")", e,
                         e == EEXIST ? "a group of that name exists: a live run uses the name, or a "
                                       "crashed agent left it behind (rmdir it once empty); give "
                                       "each run a unique name"
@@ -652,7 +639,7 @@ std::unique_ptr<RunCgroup> RunCgroup::create(const std::string& name, const Cgro
     if (int e = writeFile(path, value)) {
       std::string hint = hintForCgroupAccess(e);
       if (e == EINVAL && fix) hint = fix;
-      problem = failure(writeCall(path, value), e, hint);
+      problem = describeSyscallFailure(writeCall(path, value), e, hint);
       return false;
     }
     return true;
@@ -752,7 +739,7 @@ std::string RunCgroup::describeAttachFailure(pid_t pid, int error) const {
   } else {
     hint = hintForCgroupAccess(error);
   }
-  return failure(writeCall(dir + "/cgroup.procs", std::to_string(pid)), error, hint);
+  return describeSyscallFailure(writeCall(dir + "/cgroup.procs", std::to_string(pid)), error, hint);
 }
 
 RunCgroup::Usage RunCgroup::usage() const {
@@ -871,7 +858,7 @@ bool RunCgroup::destroy(std::string& problem) {
     }
     ok = false;
     problem += (problem.empty() ? "" : "; ") +
-               failure("rmdir(" + quoted(dir) + ")", e,
+               describeSyscallFailure("rmdir(" + quoted(dir) + ")", e,
                        e == EBUSY ? (emptied ? "a process is still leaving the group; retry later"
                                              : "processes " + survivors +
                                                    " survived SIGKILL (stuck in uninterruptible "

@@ -1,5 +1,7 @@
 #include "sandbox/landlock.h"
 
+#include "sandbox/syscall_error.h"
+
 #include <cerrno>
 #include <cstddef>
 #include <cstdio>
@@ -40,19 +42,6 @@ const Probe& probe() {
   return result;
 }
 
-std::string errnoText(int error) {
-  const char* description = ::strerrordesc_np(error);
-  const char* name = ::strerrorname_np(error);
-  std::string text = description ? description : "Unknown error " + std::to_string(error);
-  if (name) text += std::string(" (") + name + ")";
-  return text;
-}
-
-std::string failure(const std::string& call, int error, const std::string& fix) {
-  std::string text = call + " failed: " + errnoText(error);
-  if (!fix.empty()) text += ". Fix: " + fix;
-  return text;
-}
 
 std::string hex(uint64_t value) {
   char text[24];
@@ -98,11 +87,11 @@ std::string addPathRule(int ruleset_fd, const std::string& path, uint64_t direct
   if (!fd.valid()) {
     const int error = errno;
     if (error == ENOENT || error == ENOTDIR) return "";
-    return failure("open(" + quoted(path) + ", O_PATH|O_CLOEXEC) for a Landlock rule", error, openFix(error));
+    return describeSyscallFailure("open(" + quoted(path) + ", O_PATH|O_CLOEXEC) for a Landlock rule", error, openFix(error));
   }
   struct stat info {};
   if (::fstat(fd.get(), &info) != 0) {
-    return failure("fstat(open(" + quoted(path) + ", O_PATH)) for a Landlock rule", errno, "");
+    return describeSyscallFailure("fstat(open(" + quoted(path) + ", O_PATH)) for a Landlock rule", errno, "");
   }
   landlock_path_beneath_attr rule{};
   rule.allowed_access = (S_ISDIR(info.st_mode) ? directory_rights : file_rights) & handled;
@@ -110,7 +99,7 @@ std::string addPathRule(int ruleset_fd, const std::string& path, uint64_t direct
   if (rule.allowed_access == 0) return "";
   if (::syscall(SYS_landlock_add_rule, ruleset_fd, LANDLOCK_RULE_PATH_BENEATH, &rule, 0) != 0) {
     const int error = errno;
-    return failure("landlock_add_rule(LANDLOCK_RULE_PATH_BENEATH, {allowed_access " +
+    return describeSyscallFailure("landlock_add_rule(LANDLOCK_RULE_PATH_BENEATH, {allowed_access " +
                        hex(rule.allowed_access) + ", parent_fd " + quoted(path) + "}, 0)",
                    error,
                    error == EINVAL || error == ENOMSG
@@ -151,7 +140,7 @@ LandlockRuleset buildLandlockRuleset(const LandlockPolicy& policy) {
   ruleset.abi = kernel.abi;
   if (kernel.abi < 1) {
     ruleset.problem = "Landlock is not available: " +
-                      failure("landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)",
+                      describeSyscallFailure("landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)",
                               kernel.error, unavailableFix(kernel.error));
     return ruleset;
   }
@@ -169,7 +158,7 @@ LandlockRuleset buildLandlockRuleset(const LandlockPolicy& policy) {
   UniqueFd fd(static_cast<int>(::syscall(SYS_landlock_create_ruleset, &attr, attr_size, 0)));
   if (!fd.valid()) {
     const int error = errno;
-    ruleset.problem = failure("landlock_create_ruleset({handled_access_fs " + hex(attr.handled_access_fs) +
+    ruleset.problem = describeSyscallFailure("landlock_create_ruleset({handled_access_fs " + hex(attr.handled_access_fs) +
                                   ", scoped " + hex(attr.scoped) + "}, " + std::to_string(attr_size) +
                                   ", 0) (Landlock ABI " + std::to_string(kernel.abi) + ")",
                               error,
@@ -201,7 +190,7 @@ LandlockRuleset buildLandlockRuleset(const LandlockPolicy& policy) {
       rule.allowed_access = LANDLOCK_ACCESS_NET_CONNECT_TCP;
       rule.port = port;
       if (::syscall(SYS_landlock_add_rule, fd.get(), LANDLOCK_RULE_NET_PORT, &rule, 0) != 0) {
-        ruleset.problem = failure("landlock_add_rule(LANDLOCK_RULE_NET_PORT, {connect, port " +
+        ruleset.problem = describeSyscallFailure("landlock_add_rule(LANDLOCK_RULE_NET_PORT, {connect, port " +
                                       std::to_string(port) + "})",
                                   errno, "");
         return ruleset;

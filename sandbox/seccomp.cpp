@@ -1,5 +1,7 @@
 #include "sandbox/seccomp.h"
 
+#include "sandbox/syscall_error.h"
+
 #include <cerrno>
 #include <climits>
 #include <cstdint>
@@ -126,19 +128,9 @@ int nativeSyscallNumber(const char* name) {
   return nr < 0 ? -1 : nr;
 }
 
-std::string errnoText(int error) {
-  const char* description = ::strerrordesc_np(error);
-  const char* name = ::strerrorname_np(error);
-  std::string text = description ? description : "Unknown error " + std::to_string(error);
-  if (name) text += std::string(" (") + name + ")";
-  return text;
-}
-
 // libseccomp returns -errno.
 std::string libseccompFailure(const std::string& call, int rc, const std::string& fix) {
-  std::string text = call + " failed: " + errnoText(-rc);
-  if (!fix.empty()) text += ". Fix: " + fix;
-  return text;
+  return describeSyscallFailure(call, -rc, fix);
 }
 
 std::string hex(uint64_t value) {

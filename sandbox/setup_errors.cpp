@@ -12,15 +12,6 @@ namespace {
 
 std::string quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
 
-std::string errnoText(int error) {
-  // strerrordesc_np/strerrorname_np return static strings: thread-safe, unlike strerror.
-  const char* description = ::strerrordesc_np(error);
-  const char* name = ::strerrorname_np(error);
-  std::string text = description ? description : "Unknown error " + std::to_string(error);
-  if (name) text += std::string(" (") + name + ")";
-  return text;
-}
-
 std::string hintForChdir(int error) {
   switch (error) {
     case ENOENT: return "create the directory or point ProcessSpec::working_dir at an existing one";
@@ -67,12 +58,6 @@ std::string limitValue(rlim_t value) {
 }
 
 }  // namespace
-
-std::string describeSyscallFailure(std::string_view call, int error, std::string_view hint) {
-  std::string text = std::string(call) + " failed: " + errnoText(error);
-  if (!hint.empty()) text += ". Fix: " + std::string(hint);
-  return text;
-}
 
 std::string describeSupervisorFailure(std::string_view call, int error) {
   std::string hint;

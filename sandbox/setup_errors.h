@@ -8,11 +8,10 @@
 #include "sandbox/child.h"
 #include "sandbox/process.h"
 #include "sandbox/rlimits.h"
+#include "sandbox/syscall_error.h"
 
 namespace sandbox::internal {
 
-// "chdir(\"/x\") failed: No such file or directory (ENOENT). Fix: ..." (no Fix part if hint empty)
-std::string describeSyscallFailure(std::string_view call, int error, std::string_view hint);
 
 // For a failure in the parent before or at fork (pipe2, fork...).
 std::string describeSupervisorFailure(std::string_view call, int error);
