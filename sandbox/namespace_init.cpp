@@ -5,7 +5,6 @@
 #include <cerrno>
 #include <csignal>
 #include <fcntl.h>
-#include <grp.h>
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -60,7 +59,7 @@ void runNamespaceInit(const ChildPlan& plan) noexcept {
 
   // 5. The job's root, built while we are still the host's root (so every host path can be
   //    reached), then pivot_root into it.
-  if (::setgroups(0, nullptr) != 0) reportAndExit(plan, SetupStep::kDropGroups, errno);
+  if (int err = dropSupplementaryGroups()) reportAndExit(plan, SetupStep::kDropGroups, err);
   size_t failed_op = 0;
   if (int err = applyMountPlan(*plan.mounts, &failed_op)) {
     reportAndExit(plan, SetupStep::kMountPlan, err, static_cast<int>(failed_op));

@@ -3,7 +3,6 @@
 #include <cerrno>
 #include <fcntl.h>
 #include <fstream>
-#include <grp.h>
 #include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -43,16 +42,23 @@ int lastCapability() {
   return value > 0 && value < 64 ? value : CAP_LAST_CAP;
 }
 
+int dropSupplementaryGroups() noexcept {
+  return ::syscall(SYS_setgroups, 0, nullptr) == 0 ? 0 : errno;
+}
+
 int becomeJobUser(uid_t uid, gid_t gid, int last_capability, const char** failed_call) noexcept {
-  if (::setgroups(0, nullptr) != 0 && errno != EPERM) {
+  // Raw syscalls, not glibc's wrappers: those broadcast the change to every thread glibc
+  // believes the process has, and a child cloned from the multi-threaded agent inherits that
+  // belief (a thread caught mid-creation at the clone makes the broadcast wait forever).
+  if (int err = dropSupplementaryGroups(); err != 0 && err != EPERM) {
     *failed_call = "setgroups(0, NULL)";
-    return errno;
+    return err;
   }
-  if (::setresgid(gid, gid, gid) != 0) {
+  if (::syscall(SYS_setresgid, gid, gid, gid) != 0) {
     *failed_call = "setresgid";
     return errno;
   }
-  if (::setresuid(uid, uid, uid) != 0) {
+  if (::syscall(SYS_setresuid, uid, uid, uid) != 0) {
     *failed_call = "setresuid";
     return errno;
   }

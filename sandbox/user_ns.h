@@ -15,6 +15,9 @@ int writeIdMaps(pid_t pid, uid_t host_uid, gid_t host_gid, std::string& what);
 // Highest capability number this kernel knows (/proc/sys/kernel/cap_last_cap), read before fork.
 int lastCapability();
 
+// Child side, async-signal-safe: setgroups(0, NULL) as a raw syscall. 0 or errno.
+int dropSupplementaryGroups() noexcept;
+
 // Child side, async-signal-safe. Takes `uid`/`gid` (and no supplementary groups), then empties
 // the bounding, ambient, effective, permitted and inheritable sets. Returns 0 or errno, and in
 // *failed_call the name of the call that failed.

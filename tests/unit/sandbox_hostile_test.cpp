@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <sstream>
 #include <sys/prctl.h>
 #include <thread>
@@ -325,5 +326,48 @@ TEST(JobTcpPorts, AreHttpsTheRegistryTheConvexUrlAndTheProxies) {
 std::string tierParamName(const ::testing::TestParamInfo<Tier>& info) { return sandbox::tierName(info.param); }
 
 INSTANTIATE_TEST_SUITE_P(EveryTier, HostileJob, ::testing::Values(Tier::kNamespaces, Tier::kLandlock), tierParamName);
+
+}  // namespace
+
+namespace {
+
+// The agent is multi-threaded: runs start from worker threads while Poco creates and ends
+// threads. A cloned child must never depend on glibc's view of those threads (its set*id
+// wrappers wait for every thread they believe exists, and one caught mid-creation at the clone
+// never answers). Many runs, from several threads, during constant thread churn: all start.
+TEST(NamespacesTier, RunsStartWhileTheAgentCreatesThreads) {
+  std::atomic<bool> churning{true};
+  std::thread churn([&] {
+    while (churning) std::thread([] {}).join();
+  });
+  std::atomic<int> ok{0};
+  std::vector<std::string> failures;
+  std::mutex failures_mutex;
+  std::vector<std::thread> workers;
+  for (int w = 0; w < 4; ++w) {
+    workers.emplace_back([&] {
+      for (int i = 0; i < 15; ++i) {
+        sandbox::ProcessSpec spec;
+        spec.executable = ::access("/usr/bin/true", X_OK) == 0 ? "/usr/bin/true" : "/bin/true";
+        spec.working_dir = "/";
+        spec.limits.wallTime(20s);
+        sandbox::FilesystemView view;
+        view.read_only = sandbox::systemReadOnlyPaths();
+        spec.isolation.tier(Tier::kNamespaces).filesystem(view).memoryBytes(256ull << 20).maxProcesses(32);
+        const auto result = sandbox::runProcess(spec, [](std::string_view) {});
+        if (result.status == sandbox::Status::kOk) {
+          ++ok;
+        } else {
+          std::lock_guard lock(failures_mutex);
+          failures.push_back(result.reason);
+        }
+      }
+    });
+  }
+  for (auto& worker : workers) worker.join();
+  churning = false;
+  churn.join();
+  EXPECT_EQ(ok.load(), 60) << (failures.empty() ? "" : failures.front());
+}
 
 }  // namespace
