@@ -177,7 +177,7 @@ int main(int argc, char** argv) {
     for (const auto& facility : choice.facilities) facilities += (facilities.empty() ? "" : ", ") + facility;
     spdlog::info("sandbox: {} ({})", sandbox::tierName(choice.tier), facilities);
   }
-  if (std::string problem = da::prepareSharedNpmCache(resolved.settings); !problem.empty()) {
+  if (std::string problem = da::prepareStateForJobs(resolved.settings); !problem.empty()) {
     std::cerr << "deploy-agent: config: " << problem << "\n";
     return 78;
   }

@@ -222,9 +222,20 @@ JobSandbox::~JobSandbox() {
 
 bool unmountLeftoverJobVolume(const fs::path& job_dir) { return sandbox::JobVolume::unmountLeftover(job_dir / "work"); }
 
-std::string prepareSharedNpmCache(const Settings& settings) {
-  if (settings.sandbox.tier != Tier::kNamespaces || !agentIsRoot()) return "";
+std::string prepareStateForJobs(const Settings& settings) {
+  if (!agentIsRoot()) return "";
   std::error_code ec;
+  if (settings.sandbox.tier == Tier::kLandlock) {
+    // Landlock-tier jobs reach their folder at its host path as their own uid: they must be
+    // able to pass through the state and jobs folders (x), though not list them (no r).
+    for (const fs::path& dir : {settings.state_dir, settings.state_dir / "jobs"}) {
+      fs::create_directories(dir, ec);
+      if (ec) return "cannot create " + dir.string() + ": " + ec.message();
+      fs::permissions(dir, fs::perms::others_exec | fs::perms::group_exec, fs::perm_options::add, ec);
+      if (ec) return "cannot let jobs pass through " + dir.string() + " (chmod o+x): " + ec.message();
+    }
+  }
+  if (settings.sandbox.tier != Tier::kNamespaces) return "";
   fs::create_directories(settings.npm_cache, ec);
   if (ec) return "cannot create the npm cache " + settings.npm_cache.string() + ": " + ec.message();
   chownTree(settings.npm_cache, settings.sandbox.job_uid, settings.sandbox.job_gid);

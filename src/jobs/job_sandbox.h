@@ -64,9 +64,10 @@ class JobSandbox {
 // The job volume of a job folder left mounted by a crash, for start-up recovery.
 bool unmountLeftoverJobVolume(const std::filesystem::path& job_dir);
 
-// Gives the shared npm cache to the jobs' host user so that, seen through a job's overlay
-// (namespaces tier), npm can add entries to its directories in the job's private upper layer.
-// Jobs never see the cache's host path. Called once at start-up; returns a problem or "".
-std::string prepareSharedNpmCache(const Settings& settings);
+// Once at start-up, as root: in the namespaces tier, gives the shared npm cache to the jobs'
+// host user so that, seen through a job's overlay, npm can add entries to its directories (in
+// the job's private upper layer; jobs never see the cache's host path); in the Landlock tier,
+// lets jobs pass through the state and jobs folders to their own. Returns a problem or "".
+std::string prepareStateForJobs(const Settings& settings);
 
 }  // namespace da

@@ -108,6 +108,29 @@ TEST_F(AgentLifecycle, SandboxNoneMustBeChosenByNameAndIsWarnedInEveryReport) {
   EXPECT_NE(first["warnings"][0].get<std::string>().find("--sandbox=none"), std::string::npos) << first.dump(2);
 }
 
+TEST_F(AgentLifecycle, ALandlockTierDeploySucceedsFromAPrivateStateDirectory) {
+  // The Landlock tier's jobs reach their folder at its host path as their own uid, so the
+  // agent lets them pass through (o+x) a state directory an operator made private, but not
+  // list it (no o+r).
+  const fs::path state = state_dir_ / "state";
+  fs::create_directories(state);
+  fs::permissions(state, fs::perms::owner_all, fs::perm_options::replace);
+  startAgent({"--sandbox", "landlock"});
+  auto accepted = post("target=prod", testsupport::exampleAppArchive().build(ArchiveBuilder::Format::kTarGz),
+                       mintKey("happy-otter-123"));
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  Json done = report(Json::parse(accepted.body)["id"], 60);
+  for (int attempt = 0; attempt < 3 && done.value("status", "") != "succeeded" && done.value("status", "") != "failed";
+       ++attempt) {
+    done = report(done["id"], 60);
+  }
+  EXPECT_EQ(done.value("status", ""), "succeeded") << done.dump(2);
+  EXPECT_EQ(done.value("/sandbox/tier"_json_pointer, ""), "landlock");
+  const auto perms = fs::status(state).permissions();
+  EXPECT_NE(perms & fs::perms::others_exec, fs::perms::none);
+  EXPECT_EQ(perms & fs::perms::others_read, fs::perms::none);
+}
+
 TEST_F(AgentLifecycle, AnUnknownSandboxTierIsAConfigError) {
   EXPECT_THROW(startAgent({"--sandbox", "chroot"}), std::runtime_error);
 }

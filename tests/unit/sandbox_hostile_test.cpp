@@ -88,7 +88,7 @@ class HostileJob : public ::testing::TestWithParam<Tier> {
     settings_.sandbox.memory_bytes = 256ull << 20;
     settings_.sandbox.max_processes = 64;
     settings_.sandbox.disk_bytes = 64ull << 20;
-    ASSERT_EQ(da::prepareSharedNpmCache(settings_), "");
+    ASSERT_EQ(da::prepareStateForJobs(settings_), "");
     token_file_ = state_ / "api-token";
     writeFile(token_file_, "agent-api-token-0123456789");
     for (const char* job : {"dep_a", "dep_b"}) {
