@@ -10,6 +10,7 @@
 
 #include "api/api_server.h"
 #include "config.h"
+#include "support/scratch_dir.h"
 
 namespace fs = std::filesystem;
 
@@ -17,23 +18,8 @@ namespace {
 
 // CTest runs every case as its own process, in parallel: each process gets its own folder,
 // or one case truncates the fake package.json while another reads it.
-class ScratchDir {
- public:
-  ScratchDir() : path_(fs::temp_directory_path() / ("da-config-" + std::to_string(::getpid()))) {
-    fs::create_directories(path_);
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
 const fs::path& scratch() {
-  static ScratchDir dir;
+  static testsupport::ScratchDir dir("config");
   return dir.path();
 }
 

@@ -38,6 +38,7 @@
 
 #include "convex/deploy_key.h"
 #include "convex/management_client.h"
+#include "support/scratch_dir.h"
 #include "standin/standin.h"
 #include "util/ids.h"
 
@@ -353,23 +354,6 @@ class TestProxy {
   std::thread thread_;
 };
 
-class ScratchDir {
- public:
-  ScratchDir() {
-    static std::atomic<int> counter{0};
-    path_ = std::filesystem::temp_directory_path() /
-            ("da-http-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    std::filesystem::create_directories(path_);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 // A self-signed certificate for `host_name`, written as PEM files; made here so no key is
 // checked in and none expires.
@@ -551,7 +535,7 @@ TEST_F(ManagementClientTest, MalformedProxyIsAConfigErrorAndNothingIsSent) {
 }
 
 TEST(ManagementClient, HttpsTargetTunnelsThroughTheProxyAndTrustsNodeExtraCaCerts) {
-  ScratchDir dir;
+  testsupport::ScratchDir dir("http");
   const auto certificate = makeCertificate(dir.path(), kTlsHost);
   TlsApi api(certificate);
   TestProxy proxy("agent:s3cret", Poco::Net::SocketAddress("127.0.0.1", api.port()));
@@ -577,7 +561,7 @@ TEST(ManagementClient, HttpsTargetTunnelsThroughTheProxyAndTrustsNodeExtraCaCert
 }
 
 TEST(ManagementClient, HttpsThroughTheProxyStillVerifiesTheCertificate) {
-  ScratchDir dir;
+  testsupport::ScratchDir dir("http");
   const auto certificate = makeCertificate(dir.path(), kTlsHost);
   TlsApi api(certificate);
   TestProxy proxy("", Poco::Net::SocketAddress("127.0.0.1", api.port()));

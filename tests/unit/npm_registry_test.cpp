@@ -13,6 +13,7 @@
 #include "sandbox/process.h"
 #include "support/e2e.h"
 #include "support/npm_registry.h"
+#include "support/scratch_dir.h"
 #include "support/server_process.h"
 
 namespace fs = std::filesystem;
@@ -22,23 +23,6 @@ using Json = nlohmann::json;
 
 namespace {
 
-// Every case gets its own folder: ctest runs cases as parallel processes.
-class ScratchDir {
- public:
-  explicit ScratchDir(const std::string& name)
-      : path_(fs::temp_directory_path() / ("da-npm-registry-" + name + "-" + std::to_string(::getpid()))) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 fs::path npmCache() { return fs::path(testsupport::toolchainDir()) / "npm-cache"; }
 fs::path exampleLockfile() { return testsupport::exampleAppDir() / "package-lock.json"; }
@@ -119,7 +103,7 @@ TEST(NpmRegistry, HostileTypescriptHasAnExecutableTscScript) {
 // The pinned npm, with an empty cache and no config files, installs the example app from this
 // registry alone: the public registry is never reachable from here.
 TEST(NpmRegistry, PinnedNpmCiInstallsTheExampleAppFromIt) {
-  ScratchDir scratch("npm-ci");
+  testsupport::ScratchDir scratch("npm-registry-npm-ci");
   NpmRegistry registry;
   registry.start();
   const auto served = registry.servePackagesOfLockfile(exampleLockfile(), npmCache());
