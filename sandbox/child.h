@@ -34,6 +34,7 @@ enum class SetupStep : int32_t {
   kExecve,                  // execve(executable, argv, envp)
   // The namespaces tier's PID 1 (namespace_init.cpp), before it forks the workload:
   kNewCgroupNamespace = 50, // unshare(CLONE_NEWCGROUP): the job sees its own cgroup as the root
+  kJoinNetworkNamespace = 60,  // setns(netns, CLONE_NEWNET): loopback and the egress proxy only
   kDropGroups,              // setgroups(0, NULL) while still the host's root
   kMountPlan,               // detail: index of the failing MountPlan op
   kSetHostname,             // sethostname("job")
@@ -74,6 +75,7 @@ struct ChildPlan {
   const MountPlan* mounts = nullptr;
   int ready_fd = -1;                 // write end: "the user namespace exists, write its maps"
   bool new_cgroup_namespace = false;
+  int netns_fd = -1;                 // >= 0: join this network namespace before the mounts
   int last_capability = 40;
 };
 

@@ -62,9 +62,12 @@ class Isolation {
   // Per-run cgroup limits; 0 = unlimited. Applied where a cgroup hierarchy is writable.
   Isolation& memoryBytes(uint64_t v) { memory_bytes_ = v; return *this; }
   Isolation& maxProcesses(uint64_t v) { max_processes_ = v; return *this; }
-  // Landlock tier, ABI >= 4: TCP connect() only to these ports, no TCP bind(). (The namespaces
-  // tier leaves the network to the egress capability.)
+  // Landlock tier, ABI >= 4: TCP connect() only to these ports, no TCP bind(). Landlock
+  // filters by port, not by address.
   Isolation& tcpConnectPorts(std::vector<uint16_t> v) { tcp_ports_ = std::move(v); restrict_tcp_ = true; return *this; }
+  // Namespaces tier: the run joins this network namespace (sandbox/net_ns.h) instead of the
+  // agent's. Not owned: the caller keeps it open until the run has started. -1 = the agent's.
+  Isolation& networkNamespace(int netns_fd) { netns_fd_ = netns_fd; return *this; }
 
   Tier tier() const { return tier_; }
   const FilesystemView& filesystem() const { return fs_; }
@@ -74,6 +77,7 @@ class Isolation {
   uint64_t maxProcesses() const { return max_processes_; }
   bool restrictsTcp() const { return restrict_tcp_; }
   const std::vector<uint16_t>& tcpConnectPorts() const { return tcp_ports_; }
+  int networkNamespace() const { return netns_fd_; }
 
   // The ids the job has inside its user namespace (what `id` prints in a job).
   static constexpr uid_t kInsideUid = 1000;
@@ -88,6 +92,7 @@ class Isolation {
   uint64_t max_processes_ = 0;
   bool restrict_tcp_ = false;
   std::vector<uint16_t> tcp_ports_;
+  int netns_fd_ = -1;
 };
 
 }  // namespace sandbox

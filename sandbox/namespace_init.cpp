@@ -36,7 +36,7 @@ void runNamespaceInit(const ChildPlan& plan) noexcept {
 
   // 2. Nothing of the agent's stays open here: the job's user can read /proc/1/fd of this
   //    process once it runs as that user. Our stdio becomes /dev/null.
-  int keep[] = {plan.output_write_fd, plan.error_report_fd, plan.go_fd, plan.ready_fd};
+  int keep[] = {plan.output_write_fd, plan.error_report_fd, plan.go_fd, plan.ready_fd, plan.netns_fd};
   if (int err = closeAllFdsExceptThese(keep, sizeof keep / sizeof keep[0])) {
     reportAndExit(plan, SetupStep::kCloseOtherFds, err);
   }
@@ -55,6 +55,13 @@ void runNamespaceInit(const ChildPlan& plan) noexcept {
   if (!waitForSupervisor(plan.go_fd)) ::_exit(kChildSetupFailedExitCode);
   if (plan.new_cgroup_namespace && ::unshare(CLONE_NEWCGROUP) != 0) {
     reportAndExit(plan, SetupStep::kNewCgroupNamespace, errno);
+  }
+  // The job's network: loopback and the agent's proxy listener. Joined while we are the host's
+  // root (setns needs CAP_SYS_ADMIN over the namespace), and before /proc is mounted so that
+  // /proc/net shows this namespace.
+  if (plan.netns_fd >= 0) {
+    if (::setns(plan.netns_fd, CLONE_NEWNET) != 0) reportAndExit(plan, SetupStep::kJoinNetworkNamespace, errno);
+    ::close(plan.netns_fd);
   }
 
   // 5. The job's root, built while we are still the host's root (so every host path can be

@@ -305,6 +305,7 @@ RunResult Run::execute() {
   plan.mounts = prep.mounts.get();
   plan.ready_fd = prep.ready.write_end.valid() ? prep.ready.write_end.get() : -1;
   plan.new_cgroup_namespace = prep.cgroup != nullptr;
+  plan.netns_fd = tier == Tier::kNamespaces ? spec_.isolation.networkNamespace() : -1;
   plan.last_capability = lastCapability();
 
   pid_t pid;

@@ -14,6 +14,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@ enum class When {
   kPersonalityChange,  // personality(x) unless x is 0xffffffff (query) or 0 (PER_LINUX)
   kNewNamespace,       // clone(flags) with any CLONE_NEW* flag
   kTerminalInjection,  // ioctl(fd, TIOCSTI or TIOCLINUX)
+  kInetNotStream,      // socket(AF_INET or AF_INET6, anything but SOCK_STREAM)
 };
 
 struct Rule {
@@ -96,6 +98,9 @@ constexpr Rule kRules[] = {
     {"name_to_handle_at", EPERM, When::kAlways},
     // Pushing input into the controlling terminal of whoever runs the agent.
     {"ioctl", EPERM, When::kTerminalInjection},
+    // The network is TCP to the egress proxy. Landlock filters TCP only, so UDP (DNS as a
+    // channel, QUIC) and raw sockets are refused here, in every isolated tier.
+    {"socket", EACCES, When::kInetNotStream},
     // ENOSYS: "not implemented here", which makes glibc and libuv fall back.
     {"clone3", ENOSYS, When::kAlways},
     {"io_uring_setup", ENOSYS, When::kAlways},
@@ -112,6 +117,7 @@ const char* describeWhen(When when) {
       return "flags with any of CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, "
              "CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET";
     case When::kTerminalInjection: return "request TIOCSTI or TIOCLINUX";
+    case When::kInetNotStream: return "domain AF_INET or AF_INET6 with a type other than SOCK_STREAM";
   }
   return nullptr;
 }
@@ -201,6 +207,23 @@ std::string addRule(scmp_filter_ctx ctx, const Rule& rule, int nr) {
       for (uint64_t request : {uint64_t{TIOCSTI}, uint64_t{TIOCLINUX}}) {
         const scmp_arg_cmp cmp{1, SCMP_CMP_MASKED_EQ, 0xffffffffULL, request};
         if (auto problem = add(1, &cmp, "arg1 & 0xffffffff == " + hex(request)); !problem.empty()) return problem;
+      }
+      return "";
+    }
+    case When::kInetNotStream: {
+      // The type carries SOCK_CLOEXEC/SOCK_NONBLOCK in its high bits: compare the low 4 bits
+      // (SOCK_TYPE_MASK). Every non-stream type is listed, since libseccomp has no "not equal".
+      // The kernel reads the domain as an int: compare its low 32 bits, or a high bit set in
+      // the register would slip past an exact comparison.
+      for (uint64_t domain : {uint64_t{AF_INET}, uint64_t{AF_INET6}}) {
+        for (uint64_t type : {uint64_t{SOCK_DGRAM}, uint64_t{SOCK_RAW}, uint64_t{SOCK_RDM}, uint64_t{SOCK_SEQPACKET},
+                              uint64_t{SOCK_DCCP}, uint64_t{SOCK_PACKET}}) {
+          const scmp_arg_cmp cmp[2] = {{0, SCMP_CMP_MASKED_EQ, 0xffffffffULL, domain}, {1, SCMP_CMP_MASKED_EQ, 0xf, type}};
+          if (auto problem = add(2, cmp, "arg0 & 0xffffffff == " + std::to_string(domain) + ", arg1 & 0xf == " + std::to_string(type));
+              !problem.empty()) {
+            return problem;
+          }
+        }
       }
       return "";
     }

@@ -9,6 +9,8 @@
 //    query and PER_LINUX stay allowed), accounting and quotas, file handles, the clock, host and
 //    domain names, raw I/O ports, syslog, vhangup, pidfd_getfd, and the terminal-injection
 //    ioctls TIOCSTI and TIOCLINUX.
+//  - EACCES: socket(AF_INET/AF_INET6) of any type but SOCK_STREAM: a job's network is TCP to
+//    the egress proxy, and Landlock (which bounds TCP in its tier) does not see UDP.
 //  - ENOSYS: clone3 (its flags live in memory a filter cannot read, so glibc must fall back to
 //    clone, whose flags it can), and io_uring (its operations never pass through seccomp, so
 //    allowing it would bypass every rule; libuv then uses its thread pool).

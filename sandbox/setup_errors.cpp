@@ -98,6 +98,8 @@ std::string describeChildSetupFailure(const SetupFailureReport& report, const Pr
                                     error == EINVAL ? "the kernel lacks CONFIG_SECCOMP_FILTER" : "");
     case SetupStep::kNewCgroupNamespace:
       return describeSyscallFailure("unshare(CLONE_NEWCGROUP)", error, kNamespacesFix);
+    case SetupStep::kJoinNetworkNamespace:
+      return describeSyscallFailure("setns(netns, CLONE_NEWNET)", error, kNamespacesFix);
     case SetupStep::kDropGroups:
       return describeSyscallFailure("setgroups(0, NULL)", error, kNamespacesFix);
     case SetupStep::kMountPlan: {

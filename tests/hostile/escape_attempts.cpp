@@ -9,6 +9,10 @@
 //   daemon:TOKEN  fork a child that calls setsid() and sleeps forever as "TOKEN"
 //   sleep:TOKEN   (used by daemon) sleep forever
 //   connect:PORT  TCP connect to 127.0.0.1:PORT
+//   udp:PORT      send a datagram to 127.0.0.1:PORT (DNS as a channel uses UDP)
+//   resolve:NAME  getaddrinfo(NAME): prints "ok" only if it resolved
+//   proxy:HOST:PORT  CONNECT HOST:PORT through $HTTPS_PROXY (http://127.0.0.1:P); prints
+//                 "ok" for a 200, else the status line's code as "HTTP<code>" or the errno
 //   id            print uid, gid and the capability sets
 #include <cerrno>
 #include <csignal>
@@ -19,6 +23,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netdb.h>
 #include <sys/socket.h>
 #include <sched.h>
 #include <string>
@@ -74,6 +79,48 @@ void attempt(const std::string& arg, const char* self) {
     int error = errno;
     if (fd >= 0) close(fd);
     report(arg, ok, error);
+  } else if (verb == "udp") {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int error = errno;
+    bool ok = false;
+    if (fd >= 0) {
+      sockaddr_in address{};
+      address.sin_family = AF_INET;
+      address.sin_port = htons(static_cast<uint16_t>(std::atoi(value.c_str())));
+      address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ok = sendto(fd, "x", 1, 0, reinterpret_cast<sockaddr*>(&address), sizeof address) == 1;
+      error = errno;
+      close(fd);
+    }
+    report(arg, ok, error);
+  } else if (verb == "resolve") {
+    addrinfo* found = nullptr;
+    const int rc = getaddrinfo(value.c_str(), "443", nullptr, &found);
+    if (found) freeaddrinfo(found);
+    std::printf("%s %s\n", arg.c_str(), rc == 0 ? "ok" : "EAI");
+    std::fflush(stdout);
+  } else if (verb == "proxy") {
+    // The proxy's port from HTTPS_PROXY=http://127.0.0.1:P, as any program in the job finds it.
+    const char* proxy = std::getenv("HTTPS_PROXY");
+    const char* port_text = proxy ? std::strrchr(proxy, ':') : nullptr;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(port_text ? std::atoi(port_text + 1) : 0));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+      report(arg, false, errno);
+      if (fd >= 0) close(fd);
+      return;
+    }
+    const std::string request = "CONNECT " + value + " HTTP/1.1\r\nHost: " + value + "\r\n\r\n";
+    (void)!write(fd, request.data(), request.size());
+    char answer[64] = {};
+    const ssize_t got = read(fd, answer, sizeof answer - 1);
+    close(fd);
+    const std::string status = got > 12 ? std::string(answer + 9, 3) : "none";
+    std::printf("%s %s\n", arg.c_str(), status == "200" ? "ok" : ("HTTP" + status).c_str());
+    std::fflush(stdout);
   } else if (verb == "unshare") {
     report(arg, unshare(CLONE_NEWUSER) == 0, errno);
   } else if (verb == "mount") {
