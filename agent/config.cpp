@@ -57,6 +57,9 @@ const std::vector<SettingSpec>& settingSpecs() {
       {"job-memory-bytes", "DEPLOY_AGENT_JOB_MEMORY_BYTES", "job_memory_bytes", "memory of one npm or CLI run, through a cgroup (default 4294967296; 0 = no limit)"},
       {"job-max-processes", "DEPLOY_AGENT_JOB_MAX_PROCESSES", "job_max_processes", "processes of one run, through a cgroup (default 1024; 0 = no limit)"},
       {"job-disk-bytes", "DEPLOY_AGENT_JOB_DISK_BYTES", "job_disk_bytes", "a job's writable space, a tmpfs (namespaces tier as root; default 4294967296; 0 = the host disk)"},
+      {"job-network", "DEPLOY_AGENT_JOB_NETWORK", "job_network", "proxy (default): each run reaches only its allowlist, through the agent's egress proxy; host: runs share the agent's network (trusted hosts, measurement; warned in every report)"},
+      {"egress-max-connections", "DEPLOY_AGENT_EGRESS_MAX_CONNECTIONS", "egress_max_connections", "connections one npm or CLI run may hold open through its egress proxy (default 64)"},
+      {"egress-idle-timeout", "DEPLOY_AGENT_EGRESS_IDLE_TIMEOUT", "egress_idle_timeout", "seconds a proxied connection may stay silent both ways before it is cut (default 300)"},
       {"config", "DEPLOY_AGENT_CONFIG", "", "properties file with any of the keys above (underscores, e.g. state_dir); an unknown key is an error"},
   };
   return specs;
@@ -512,6 +515,23 @@ ConfigResult resolveSettings(const ConfigInput& input) {
   if (auto v = lookup("job-memory-bytes")) parseNumber("job-memory-bytes", *v, uint64_t{0}, s.sandbox.memory_bytes, errors);
   if (auto v = lookup("job-max-processes")) parseNumber("job-max-processes", *v, uint64_t{0}, s.sandbox.max_processes, errors);
   if (auto v = lookup("job-disk-bytes")) parseNumber("job-disk-bytes", *v, uint64_t{0}, s.sandbox.disk_bytes, errors);
+  if (auto v = lookup("job-network")) {
+    if (*v == "proxy" || *v == "host") {
+      s.egress.proxy = *v == "proxy";
+    } else {
+      errors.push_back("job-network must be proxy or host, got '" + *v + "'");
+    }
+  }
+  if (auto v = lookup("egress-max-connections")) {
+    uint64_t count = 0;
+    parseNumber("egress-max-connections", *v, uint64_t{1}, count, errors);
+    s.egress.max_connections = static_cast<size_t>(count);
+  }
+  if (auto v = lookup("egress-idle-timeout")) {
+    long long seconds = 0;
+    parseNumber("egress-idle-timeout", *v, 1LL, seconds, errors);
+    s.egress.idle_timeout = std::chrono::seconds(seconds);
+  }
   if (s.sandbox.memory_bytes != 0 && s.sandbox.memory_bytes < (256ull << 20)) {
     errors.push_back("job-memory-bytes must be 0 or at least 268435456 (256 MiB): Node alone needs about 100 MiB");
   }

@@ -13,9 +13,12 @@
 #            strongest tier the machine allows; the report names it).
 #   agent-nosandbox  the same against a second agent started with --sandbox=none: the
 #            reference for what the sandbox costs a whole deploy.
+#   agent-hostnet  the same against a third agent with the default sandbox but
+#            --job-network=host: no egress proxy, no network namespace. The reference for what
+#            the egress proxy costs a whole deploy.
 #
 # One untimed warm-up round, then BENCH_RUNS (5) rounds; each round runs cli, npm-ci, agent and
-# agent-nosandbox once, interleaved, so background load on a shared machine hits all alike.
+# agent-nosandbox and agent-hostnet once, interleaved, so background load on a shared machine hits all alike.
 # Environment: BENCH_RUNS (5), BENCH_OUT (build/bench/deploy), BENCH_KEEP=1 keeps the temp dir,
 # BENCH_SANDBOXED_ARGS: more flags for the sandboxed agent (e.g. "--job-disk-bytes 0").
 set -euo pipefail
@@ -40,6 +43,8 @@ rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 col = lambda k: [int(r[k]) for r in rows]
 cli, npm, agent = col("cli_ms"), col("npm_ci_ms"), col("agent_ms")
 bare_agent = col("agent_nosandbox_ms")
+hostnet = col("agent_hostnet_ms")
+hostnet_push = col("agent_hostnet_push_ms")
 post, inst, push = col("agent_post_ms"), col("agent_install_ms"), col("agent_push_ms")
 run, total = col("agent_run_ms"), col("agent_total_ms")
 inside = [r - i - p for r, i, p in zip(run, inst, push)]
@@ -64,9 +69,13 @@ row("- push (timings_ms.push)", push)
 row("- rest of the job (run - install - push)", inside)
 row("- after the job (work dir removal, report, wake-up, driver's curl + python3)", after)
 row("agent with --sandbox=none, POST to terminal report", bare_agent)
+row("agent with --job-network=host (no egress proxy), POST to terminal report", hostnet)
+row("- its push (timings_ms.push)", hostnet_push)
 print()
 print(f"sandbox: {rows[-1].get('sandbox', '?')}")
 print(f"ratio sandboxed agent / agent with --sandbox=none: {med(agent) / med(bare_agent):.3f} (medians)")
+print(f"ratio agent through the egress proxy / agent with --job-network=host: {med(agent) / med(hostnet):.3f} (medians)")
+print(f"ratio push through the egress proxy / push with --job-network=host: {med(push) / med(hostnet_push):.3f} (medians)")
 print(f"ratio agent / bare CLI deploy: {med(agent) / med(cli):.2f} (medians)")
 print(f"ratio agent / (bare npm ci + CLI deploy): {med(agent) / med(ref):.2f} (medians)")
 print(f"ratio agent push / bare CLI deploy: {med(push) / med(cli):.2f} (medians)")
@@ -143,7 +152,10 @@ AGENT_SANDBOXED="$SERVER_URL"
 start_server agent-nosandbox "$BIN/deploy-agent" --listen 127.0.0.1:0 --state-dir "$WORK/state-nosandbox" \
   --convex-url "$STANDIN" --npm-cache "$NPM_CACHE" --npm-offline --sandbox none
 AGENT_BARE="$SERVER_URL"
-echo "deploy: agent at $AGENT_SANDBOXED, agent with --sandbox=none at $AGENT_BARE" >&2
+start_server agent-hostnet "$BIN/deploy-agent" --listen 127.0.0.1:0 --state-dir "$WORK/state-hostnet" \
+  --convex-url "$STANDIN" --npm-cache "$NPM_CACHE" --npm-offline --job-network host ${BENCH_SANDBOXED_ARGS:-}
+AGENT_HOSTNET="$SERVER_URL"
+echo "deploy: agent at $AGENT_SANDBOXED, with --sandbox=none at $AGENT_BARE, with --job-network=host at $AGENT_HOSTNET" >&2
 AUTH="Authorization: Bearer $DEPLOY_AGENT_TOKEN"
 
 # agent_deploy AGENT_URL REPORT: prints "wall_ms post_ms" and leaves the terminal report in REPORT.
@@ -171,7 +183,7 @@ agent_deploy() {
 # ---- rounds ---------------------------------------------------------------------------------
 
 RAW="$OUT/runs.tsv"
-printf 'round\tcli_ms\tnpm_ci_ms\tagent_ms\tagent_post_ms\tagent_install_ms\tagent_push_ms\tagent_run_ms\tagent_total_ms\tagent_nosandbox_ms\tsandbox\n' >"$RAW"
+printf 'round\tcli_ms\tnpm_ci_ms\tagent_ms\tagent_post_ms\tagent_install_ms\tagent_push_ms\tagent_run_ms\tagent_total_ms\tagent_nosandbox_ms\tagent_hostnet_ms\tagent_hostnet_push_ms\tsandbox\n' >"$RAW"
 echo "deploy: load average before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$OUT/load.txt" >&2
 for round in $(seq 0 "$RUNS"); do
   label="round $round"; [ "$round" = 0 ] && label="warm-up"
@@ -188,15 +200,17 @@ for round in $(seq 0 "$RUNS"); do
 
   read -r agent_ms post_ms < <(agent_deploy "$AGENT_SANDBOXED" "$WORK/report-$round.json") || exit 1
   read -r bare_ms _ < <(agent_deploy "$AGENT_BARE" "$WORK/report-nosandbox-$round.json") || exit 1
+  read -r hostnet_ms _ < <(agent_deploy "$AGENT_HOSTNET" "$WORK/report-hostnet-$round.json") || exit 1
+  hostnet_push_ms="$(json_get 'j["timings_ms"].get("push", "")' <"$WORK/report-hostnet-$round.json")"
   tier="$(json_get 'j["sandbox"]["tier"]' <"$WORK/report-$round.json")"
   read -r install_ms push_ms run_ms total_ms < <(json_get \
     '" ".join(str(j["timings_ms"].get(k, "")) for k in ("install", "push", "run", "total"))' \
     <"$WORK/report-$round.json")
 
-  echo "deploy: $label: cli ${cli_ms} ms, npm ci ${npm_ms} ms, agent (${tier}) ${agent_ms} ms (post ${post_ms}, install ${install_ms}, push ${push_ms}), agent --sandbox=none ${bare_ms} ms" >&2
+  echo "deploy: $label: cli ${cli_ms} ms, npm ci ${npm_ms} ms, agent (${tier}) ${agent_ms} ms (post ${post_ms}, install ${install_ms}, push ${push_ms}), agent --sandbox=none ${bare_ms} ms, agent --job-network=host ${hostnet_ms} ms" >&2
   [ "$round" = 0 ] && continue
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$cli_ms" "$npm_ms" "$agent_ms" "$post_ms" \
-    "$install_ms" "$push_ms" "$run_ms" "$total_ms" "$bare_ms" "$tier" >>"$RAW"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$cli_ms" "$npm_ms" "$agent_ms" "$post_ms" \
+    "$install_ms" "$push_ms" "$run_ms" "$total_ms" "$bare_ms" "$hostnet_ms" "$hostnet_push_ms" "$tier" >>"$RAW"
 done
 echo "deploy: load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/load.txt" >&2
 cp "$WORK/report-$RUNS.json" "$OUT/last-report.json"

@@ -13,6 +13,7 @@
 
 #include "api/problem.h"
 #include "convex/deploy_key.h"
+#include "jobs/job_network.h"
 #include "util/ids.h"
 #include "util/redactor.h"
 
@@ -170,11 +171,14 @@ void GuardedHandler::handleRequest(HTTPServerRequest& request, HTTPServerRespons
 
 void HealthHandler::handle(HTTPServerRequest&, HTTPServerResponse& response) {
   const SandboxSettings& sandbox = context_.settings.sandbox;
+  NetworkReport network;
+  describeEnforcement(context_.settings, network);
   sendJson(response, 200,
            {{"status", "ok"},
             {"version", DA_VERSION},
             {"waiting_requests", waiting_requests.load()},
-            {"sandbox", {{"tier", sandbox::tierName(sandbox.tier)}, {"facilities", sandbox.facilities}}}});
+            {"sandbox", {{"tier", sandbox::tierName(sandbox.tier)}, {"facilities", sandbox.facilities}}},
+            {"network", {{"enforcement", network.enforcement}, {"not_enforced", network.not_enforced}}}});
 }
 
 void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse& response) {
@@ -304,6 +308,11 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
   report.cli_version = settings.toolchain.convex_cli_version;
   report.sandbox_tier = sandbox::tierName(settings.sandbox.tier);
   report.sandbox_facilities = settings.sandbox.facilities;
+  describeEnforcement(settings, report.network);
+  if (!settings.egress.proxy) {
+    report.warnings.push_back("the job network is the agent's (--job-network=host): npm and the Convex CLI can "
+                              "reach any host the agent can");
+  }
   if (settings.sandbox.tier == sandbox::Tier::kNone) {
     report.warnings.push_back("the sandbox is off (--sandbox=none): npm and the Convex CLI run with the agent's "
                               "user and see its whole filesystem");

@@ -36,6 +36,16 @@ struct SandboxSettings {
   uint64_t disk_bytes = 4ull << 30;      // the job's writable space (namespaces tier as root); 0 = host disk
 };
 
+// The egress proxy of every npm and CLI run (docs/design.md, "Network egress").
+struct EgressSettings {
+  // false (--job-network=host): runs share the agent's network with no proxy. For measuring
+  // what the proxy costs and for hosts where jobs are trusted; every report warns.
+  bool proxy = true;
+  size_t max_connections = 64;                 // open at once, per run; npm opens up to ~16
+  std::chrono::seconds idle_timeout{300};      // a tunnel with no byte either way is cut
+  std::chrono::seconds connect_timeout{10};
+};
+
 struct Settings {
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 8080;
@@ -70,6 +80,7 @@ struct Settings {
   std::chrono::minutes deploy_key_ttl{60};  // the API requires at least 30 minutes
   bool keep_workdirs = false;            // keep unpacked app and node_modules after a job
   SandboxSettings sandbox;
+  EgressSettings egress;
 };
 
 }  // namespace da

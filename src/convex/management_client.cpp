@@ -348,16 +348,19 @@ ManagementClient::ManagementClient(std::string base_url, std::string team_token,
 
 namespace {
 
-MintResult mint(const std::string& base_url, const std::string& token, const HttpOptions& options,
-                const DeployKeyRequest& request, CallPlan& plan) {
-  nlohmann::json body = {{"name", request.key_name}};
-  if (!request.allowed_actions.empty()) body["allowedActions"] = request.allowed_actions;
-  if (request.expires_at_ms) body["expiresAt"] = *request.expires_at_ms;
+// One JSON POST to `base_url` + `path` with `token` as the bearer, retried on network errors
+// only. Success is exactly 200, as the CLI treats its provisioning calls.
+struct JsonAnswer {
+  std::optional<nlohmann::json> body;
+  std::optional<ApiError> error;
+};
 
-  MintResult result;
+JsonAnswer postJson(const std::string& base_url, const std::string& path, const std::string& token,
+                    const nlohmann::json& body, const HttpOptions& options, CallPlan& plan) {
+  JsonAnswer result;
   Poco::URI uri;
   try {
-    uri = Poco::URI(base_url + "/v1/deployments/" + request.deployment_name + "/create_deploy_key");
+    uri = Poco::URI(base_url + path);
   } catch (const Poco::Exception& e) {
     result.error = ApiError{"bad_request", 0, "", "invalid Convex URL: " + e.displayText()};
     return result;
@@ -403,19 +406,16 @@ MintResult mint(const std::string& base_url, const std::string& token, const Htt
     }
     // An answer cut short by the cancel watch is not an answer.
     if (cancelled(options)) break;
-    // Exactly 200 is success, as the CLI treats its provisioning calls.
     if (answer.status != 200) {
       result.error = errorFromAnswer(answer, plan, uri);
       return result;
     }
     auto parsed = nlohmann::json::parse(answer.body, nullptr, false);
-    if (!parsed.is_object() || !parsed.contains("deployKey") || !parsed["deployKey"].is_string() ||
-        parsed["deployKey"].get<std::string>().empty()) {
-      result.error = ApiError{"bad_response", answer.status, "",
-                              "create_deploy_key answered 200 without a deployKey string"};
+    if (parsed.is_discarded()) {
+      result.error = ApiError{"bad_response", answer.status, "", path + " answered 200 with a body that is not JSON"};
       return result;
     }
-    result.deploy_key = parsed["deployKey"].get<std::string>();
+    result.body = std::move(parsed);
     return result;
   }
   if (cancelled(options)) {
@@ -430,10 +430,40 @@ MintResult mint(const std::string& base_url, const std::string& token, const Htt
 }  // namespace
 
 MintResult ManagementClient::createDeployKey(const DeployKeyRequest& request) const {
-  MintResult result;
+  nlohmann::json body = {{"name", request.key_name}};
+  if (!request.allowed_actions.empty()) body["allowedActions"] = request.allowed_actions;
+  if (request.expires_at_ms) body["expiresAt"] = *request.expires_at_ms;
   CallPlan plan;
-  result = mint(base_url_, team_token_, options_, request, plan);
+  auto answer = postJson(base_url_, "/v1/deployments/" + request.deployment_name + "/create_deploy_key",
+                         team_token_, body, options_, plan);
+  MintResult result;
+  if (answer.error) {
+    result.error = answer.error;
+  } else if (!answer.body->is_object() || !answer.body->contains("deployKey") ||
+             !(*answer.body)["deployKey"].is_string() || (*answer.body)["deployKey"].get<std::string>().empty()) {
+    result.error = ApiError{"bad_response", 200, "", "create_deploy_key answered 200 without a deployKey string"};
+  } else {
+    result.deploy_key = (*answer.body)["deployKey"].get<std::string>();
+  }
   if (result.error) result.error->message = scrub(result.error->message, team_token_, plan);
+  return result;
+}
+
+UrlResult deploymentUrlForKey(const std::string& provision_url, const std::string& deploy_key,
+                              const HttpOptions& options) {
+  std::string base = provision_url;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  CallPlan plan;
+  auto answer = postJson(base, "/api/deployment/url_for_key", deploy_key, {{"deployKey", deploy_key}}, options, plan);
+  UrlResult result;
+  if (answer.error) {
+    result.error = answer.error;
+  } else if (!answer.body->is_string() || answer.body->get<std::string>().empty()) {
+    result.error = ApiError{"bad_response", 200, "", "url_for_key answered 200 without a URL string"};
+  } else {
+    result.url = answer.body->get<std::string>();
+  }
+  if (result.error) result.error->message = scrub(result.error->message, deploy_key, plan);
   return result;
 }
 

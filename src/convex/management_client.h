@@ -38,6 +38,18 @@ struct MintResult {
   std::optional<ApiError> error;
 };
 
+struct UrlResult {
+  std::optional<std::string> url;
+  std::optional<ApiError> error;
+};
+
+// POST /api/deployment/url_for_key on the provisioning origin (the CLI's CONVEX_PROVISION_HOST,
+// which is the Convex URL): the deployment URL a deploy key pushes to, asked exactly as the CLI
+// asks (the key as bearer and in the body). The URL is never derived from the key's name: it
+// may be a custom domain.
+UrlResult deploymentUrlForKey(const std::string& provision_url, const std::string& deploy_key,
+                              const HttpOptions& options);
+
 class ManagementClient {
  public:
   // `base_url` is the Convex cloud origin, e.g. "https://api.convex.dev"; `/v1` is appended.

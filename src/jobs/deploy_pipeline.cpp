@@ -9,6 +9,7 @@
 #include "convex/deploy_key.h"
 #include "convex/management_client.h"
 #include "convex/version_fit.h"
+#include "jobs/job_network.h"
 #include "jobs/job_sandbox.h"
 #include "sandbox/process.h"
 #include "util/ids.h"
@@ -89,24 +90,40 @@ struct CapturedRun {
   std::string log;  // redacted
 };
 
+// The run reaches the network only through its own egress proxy, whose traffic is added to
+// `network` when the run ends.
 CapturedRun runToolchainCommand(const Settings& settings, const DeployJob& job, const JobSandbox& job_sandbox,
                                 std::vector<std::string> args,
                                 std::map<std::string, std::string> extra_env,
+                                net::EgressAllowlist allowlist, NetworkReport& network,
                                 std::chrono::seconds timeout, const std::string& log_name,
                                 const Redactor& redactor, const std::atomic<bool>& cancel) {
+  CapturedRun result;
+  std::optional<RunEgress> egress;
+  try {
+    if (settings.egress.proxy) egress.emplace(settings, std::move(allowlist));
+  } catch (const std::exception& e) {
+    result.run.status = sandbox::Status::kSetupFailed;
+    result.run.reason = e.what();
+    return result;
+  }
   sandbox::ProcessSpec spec;
   spec.executable = settings.toolchain.node.string();
   spec.args = std::move(args);
   spec.env = baseChildEnvironment(settings, job_sandbox.paths());
+  if (egress) {
+    for (auto& [name, value] : egress->proxyEnvironment()) spec.env.insert_or_assign(name, std::move(value));
+  }
   for (auto& [name, value] : extra_env) spec.env.insert_or_assign(name, std::move(value));  // these win
   spec.working_dir = job_sandbox.paths().app;
   // No core files; a bounded file size and descriptor count as the floor under the cgroup.
   spec.limits.wallTime(timeout).outputBytes(settings.max_log_bytes).fileSizeBytes(1ull << 30).openFiles(openFilesLimit());
   spec.isolation = job_sandbox.isolation();
+  if (egress) egress->applyTo(spec.isolation);
 
   CapturedOutput output(settings.max_log_bytes, job.job_dir / log_name, redactor);
-  CapturedRun result;
   result.run = sandbox::runProcess(spec, [&](std::string_view chunk) { output.append(chunk); }, &cancel);
+  if (egress) egress->finishInto(network);
   result.log = redactor.redact(output.text());
   writeLog(job.job_dir / log_name, result.log, output.truncated());
   return result;
@@ -249,8 +266,8 @@ DeployPipeline::PhaseResult DeployPipeline::install(const DeployJob& job, const 
   std::vector<std::string> args = {settings_.toolchain.npm_cli.string(), npm_command, "--ignore-scripts",
                                    "--no-audit", "--no-fund", "--loglevel=warn"};
   if (settings_.npm_offline) args.push_back("--offline");
-  auto [run, log] = runToolchainCommand(settings_, job, job_sandbox, std::move(args), {}, settings_.install_timeout,
-                                        "install.log", redactor, cancel);
+  auto [run, log] = runToolchainCommand(settings_, job, job_sandbox, std::move(args), {}, installAllowlist(settings_),
+                                        report.network, settings_.install_timeout, "install.log", redactor, cancel);
   report.timings_ms["install"] = millisSince(started);
 
   if (auto error = errorForRunFailure(run, "install", settings_.install_timeout, settings_, job_sandbox)) {
@@ -350,19 +367,31 @@ DeployPipeline::PhaseResult DeployPipeline::push(const DeployJob& job, const Job
   }
   args.insert(args.end(), {"--typecheck", job.typecheck});
   std::map<std::string, std::string> env = {{"CONVEX_DEPLOY_KEY", key}};
-  if (settings_.convex_url != kDefaultConvexUrl) {
-    // One origin serves the Management API and the CLI's provisioning and version calls.
-    env["CONVEX_PROVISION_HOST"] = settings_.convex_url;
-    env["CONVEX_VERSION_API_ORIGIN"] = settings_.convex_url;
+  if (settings_.convex_url != kDefaultConvexUrl) env["CONVEX_PROVISION_HOST"] = settings_.convex_url;
+  // The version check goes to the provisioning origin too, so every call of the CLI stays on
+  // its allowlist; the CLI ignores a failed check.
+  env["CONVEX_VERSION_API_ORIGIN"] = settings_.convex_url;
+
+  // The push may reach the deployment the key names, asked of the provisioning API as the CLI
+  // asks it. A failed lookup leaves the CLI to meet (and report) the same failure.
+  convex::HttpOptions http = convex::httpOptionsFromEnvironment(settings_.env_passthrough, settings_.convex_url);
+  http.cancel = &cancel;
+  auto located = convex::deploymentUrlForKey(settings_.convex_url, key, http);
+  if (located.url) {
+    report.deployment_url = *located.url;
+  } else if (located.error && located.error->reason != "cancelled") {
+    report.warnings.push_back("the deployment URL of the key could not be looked up (" + located.error->reason +
+                              "): the job may reach only the Convex URL");
   }
-  auto [run, log] = runToolchainCommand(settings_, job, job_sandbox, std::move(args), std::move(env), settings_.cli_timeout,
-                                        "cli.log", redactor, cancel);
+  auto [run, log] = runToolchainCommand(settings_, job, job_sandbox, std::move(args), std::move(env),
+                                        pushAllowlist(settings_, located.url.value_or("")), report.network,
+                                        settings_.cli_timeout, "cli.log", redactor, cancel);
   report.timings_ms["push"] = millisSince(started);
 
   if (auto error = errorForRunFailure(run, "cli", settings_.cli_timeout, settings_, job_sandbox)) return {error};
   report.exit_code = run.exit_code;
   auto outcome = convex::judgeCliRun(job.target, run.exit_code, log);
-  report.deployment_url = outcome.deployment_url;
+  if (!outcome.deployment_url.empty()) report.deployment_url = outcome.deployment_url;
   if (!outcome.succeeded) return {outcome.error};
   return {};
 }

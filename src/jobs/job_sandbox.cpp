@@ -44,29 +44,6 @@ std::vector<std::string> readOnlyPaths(const Settings& settings) {
   return paths;
 }
 
-// The TCP port of an http(s) URL: explicit, or the scheme's.
-std::optional<uint16_t> portOf(const std::string& url) {
-  const size_t scheme_end = url.find("://");
-  if (scheme_end == std::string::npos) return std::nullopt;
-  const std::string scheme = url.substr(0, scheme_end);
-  std::string authority = url.substr(scheme_end + 3);
-  authority = authority.substr(0, authority.find_first_of("/?#"));
-  authority = authority.substr(authority.rfind('@') == std::string::npos ? 0 : authority.rfind('@') + 1);
-  const size_t bracket = authority.rfind(']');
-  const size_t colon = authority.rfind(':');
-  if (colon != std::string::npos && (bracket == std::string::npos || colon > bracket)) {
-    try {
-      const unsigned long port = std::stoul(authority.substr(colon + 1));
-      if (port > 0 && port <= 65535) return static_cast<uint16_t>(port);
-    } catch (const std::exception&) {
-    }
-    return std::nullopt;
-  }
-  if (scheme == "https") return 443;
-  if (scheme == "http") return 80;
-  return std::nullopt;
-}
-
 void chownTree(const fs::path& root, uid_t uid, gid_t gid) {
   ::lchown(root.c_str(), uid, gid);
   std::error_code ec;
@@ -79,19 +56,6 @@ void chownTree(const fs::path& root, uid_t uid, gid_t gid) {
 bool agentIsRoot() { return ::geteuid() == 0; }
 
 }  // namespace
-
-std::vector<uint16_t> jobTcpPorts(const Settings& settings) {
-  // Convex deployments and the public registry are HTTPS; then the configured origins and proxies.
-  std::set<uint16_t> ports = {443};
-  std::vector<std::string> urls = {settings.npm_registry, settings.convex_url};
-  for (const char* name : {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"}) {
-    if (auto it = settings.env_passthrough.find(name); it != settings.env_passthrough.end()) urls.push_back(it->second);
-  }
-  for (const auto& url : urls) {
-    if (auto port = portOf(url)) ports.insert(*port);
-  }
-  return {ports.begin(), ports.end()};
-}
 
 namespace {
 
@@ -213,7 +177,6 @@ JobSandbox::JobSandbox(const Settings& settings, const fs::path& job_dir, const 
       .hostIds(uid, gid)
       .memoryBytes(config.memory_bytes)
       .maxProcesses(config.max_processes);
-  if (tier == Tier::kLandlock) isolation_.tcpConnectPorts(jobTcpPorts(settings));
 }
 
 JobSandbox::~JobSandbox() {

@@ -1,6 +1,7 @@
 // How one job's npm and CLI runs are isolated: the paths they see, the filesystem view and
 // limits of their sandbox, and the job-lifetime resources behind them (the job volume, the
-// private npm cache layer). Built once per job, used by every run of the job.
+// private npm cache layer). Built once per job, used by every run of the job. The network of
+// each run is added by RunEgress (jobs/job_network.h).
 #pragma once
 
 #include <filesystem>
@@ -28,10 +29,6 @@ struct JobPaths {
 // Paths only: no filesystem access (exposed for tests).
 JobPaths jobPathsFor(const Settings& settings, const std::filesystem::path& job_dir,
                      const std::filesystem::path& app_dir);
-
-// The TCP ports a Landlock-tier job may connect to: 443, the npm registry's, the Convex URL's
-// and the passed-through proxies' (exposed for tests).
-std::vector<uint16_t> jobTcpPorts(const Settings& settings);
 
 // The environment of npm and the CLI, built from nothing (exposed for tests).
 std::map<std::string, std::string> baseChildEnvironment(const Settings& settings, const JobPaths& paths);

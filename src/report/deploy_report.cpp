@@ -60,6 +60,19 @@ nlohmann::json DeployReport::toJson() const {
   j["convex"] = {{"cli_version", stringOrNull(cli_version)},
                  {"app_library_version", stringOrNull(app_convex_version)}};
   j["sandbox"] = {{"tier", stringOrNull(sandbox_tier)}, {"facilities", sandbox_facilities}};
+  nlohmann::json allowed = nlohmann::json::array();
+  for (const auto& a : network.allowed) {
+    allowed.push_back({{"host", a.host}, {"connections", a.connections}, {"bytes_in", a.bytes_in}, {"bytes_out", a.bytes_out}});
+  }
+  nlohmann::json denied = nlohmann::json::array();
+  for (const auto& d : network.denied) {
+    denied.push_back({{"host", d.host}, {"attempts", d.attempts}, {"reason", d.reason}});
+  }
+  j["network"] = {{"enforcement", stringOrNull(network.enforcement)},
+                  {"not_enforced", network.not_enforced},
+                  {"allowed", allowed},
+                  {"denied", denied},
+                  {"over_connection_limit", network.over_connection_limit}};
   j["created_at"] = timeOrNull(created_at_ms);
   j["started_at"] = timeOrNull(started_at_ms);
   j["finished_at"] = timeOrNull(finished_at_ms);
@@ -109,6 +122,22 @@ DeployReport DeployReport::fromJson(const nlohmann::json& j) {
   if (j.contains("sandbox") && j["sandbox"].is_object()) {
     r.sandbox_tier = str(j["sandbox"].value("tier", nlohmann::json()));
     r.sandbox_facilities = j["sandbox"].value("facilities", std::vector<std::string>{});
+  }
+  if (j.contains("network") && j["network"].is_object()) {
+    const auto& n = j["network"];
+    r.network.enforcement = str(n.value("enforcement", nlohmann::json()));
+    r.network.not_enforced = n.value("not_enforced", std::vector<std::string>{});
+    for (const auto& a : n.value("allowed", nlohmann::json::array())) {
+      if (!a.is_object()) continue;
+      r.network.allowed.push_back({str(a.value("host", nlohmann::json())), a.value("connections", uint64_t{0}),
+                                   a.value("bytes_in", uint64_t{0}), a.value("bytes_out", uint64_t{0})});
+    }
+    r.network.over_connection_limit = n.value("over_connection_limit", uint64_t{0});
+    for (const auto& d : n.value("denied", nlohmann::json::array())) {
+      if (!d.is_object()) continue;
+      r.network.denied.push_back({str(d.value("host", nlohmann::json())), d.value("attempts", uint64_t{0}),
+                                  str(d.value("reason", nlohmann::json()))});
+    }
   }
   if (j.contains("stored") && j["stored"].is_object()) {
     r.created_at_ms = j["stored"].value("created_at_ms", int64_t{0});

@@ -36,6 +36,26 @@ struct BundleSummary {
   std::vector<std::string> removed;
 };
 
+// Where a job's npm and CLI runs reached, through the agent's egress proxy (summed over runs).
+struct NetworkReport {
+  std::string enforcement;                // "network_namespace", "landlock_tcp_port", "none"; "" before any run
+  std::vector<std::string> not_enforced;  // what the tier could not stop, in words
+  struct Allowed {
+    std::string host;                     // "host:port" as the job named it
+    uint64_t connections = 0;
+    uint64_t bytes_in = 0;                // from the destination to the job
+    uint64_t bytes_out = 0;
+  };
+  struct Denied {
+    std::string host;
+    uint64_t attempts = 0;
+    std::string reason;                   // of the first refusal: "not_allowed", ...
+  };
+  std::vector<Allowed> allowed;           // sorted by host
+  std::vector<Denied> denied;
+  uint64_t over_connection_limit = 0;     // connections answered 503: the run had too many open
+};
+
 struct DeployReport {
   std::string id;
   DeployStatus status = DeployStatus::kQueued;
@@ -53,6 +73,7 @@ struct DeployReport {
   std::string app_convex_version;
   std::string sandbox_tier;                      // how npm and the CLI were isolated
   std::vector<std::string> sandbox_facilities;   // what that tier enforced on this host
+  NetworkReport network;
   int64_t created_at_ms = 0;
   int64_t started_at_ms = 0;
   int64_t finished_at_ms = 0;

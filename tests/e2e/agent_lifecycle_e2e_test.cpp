@@ -89,6 +89,7 @@ TEST_F(AgentLifecycle, SecretsAreGoneFromTheStartupEnvironmentAndHealthzNamesThe
   EXPECT_EQ(environ.find(kTeamToken), std::string::npos);
   const Json health = Json::parse(httpRequest("GET", agent_->baseUrl() + "/healthz").body);
   EXPECT_EQ(health["sandbox"]["tier"], "namespaces") << health.dump();  // CI: root, namespaces allowed
+  EXPECT_EQ(health["network"]["enforcement"], "network_namespace") << health.dump();
   const auto& facilities = health["sandbox"]["facilities"];
   for (const char* facility : {"user_ns", "mount_ns", "pid_ns", "seccomp", "no_new_privs"}) {
     EXPECT_NE(std::find(facilities.begin(), facilities.end(), facility), facilities.end()) << facility;
@@ -106,6 +107,21 @@ TEST_F(AgentLifecycle, SandboxNoneMustBeChosenByNameAndIsWarnedInEveryReport) {
   EXPECT_EQ(first["sandbox"]["tier"], "none");
   ASSERT_FALSE(first["warnings"].empty()) << first.dump(2);
   EXPECT_NE(first["warnings"][0].get<std::string>().find("--sandbox=none"), std::string::npos) << first.dump(2);
+}
+
+TEST_F(AgentLifecycle, AHostNetworkMustBeChosenByNameAndIsWarnedInEveryReport) {
+  startAgent({"--job-network", "host"});
+  const Json health = Json::parse(httpRequest("GET", agent_->baseUrl() + "/healthz").body);
+  EXPECT_EQ(health["network"]["enforcement"], "none") << health.dump();
+  auto accepted = post("target=prod", testsupport::exampleAppArchive().build(ArchiveBuilder::Format::kTarGz),
+                       mintKey("happy-otter-123"));
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  const Json finished = report(Json::parse(accepted.body)["id"], 60);
+  EXPECT_EQ(finished["status"], "succeeded") << finished.dump(2);
+  EXPECT_EQ(finished["network"]["enforcement"], "none");
+  EXPECT_EQ(finished["network"]["allowed"], Json::array()) << "no proxy ran, so none counted";
+  ASSERT_FALSE(finished["warnings"].empty()) << finished.dump(2);
+  EXPECT_NE(finished["warnings"].dump().find("--job-network=host"), std::string::npos) << finished.dump(2);
 }
 
 TEST_F(AgentLifecycle, ALandlockTierDeploySucceedsFromAPrivateStateDirectory) {

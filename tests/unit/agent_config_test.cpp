@@ -459,3 +459,31 @@ TEST(AgentConfig, SandboxSettingsAreReadAndCheckedNamingTheSetting) {
     EXPECT_TRUE(anyErrorMentions(refused.errors, named)) << flag << "=" << value << ": " << joined(refused.errors);
   }
 }
+
+TEST(AgentConfig, JobNetworkSettingsDefaultToTheProxyAndAreChecked) {
+  auto defaults = agent::resolveSettings(baseInput());
+  ASSERT_TRUE(defaults.errors.empty()) << joined(defaults.errors);
+  EXPECT_TRUE(defaults.settings.egress.proxy);
+  EXPECT_EQ(defaults.settings.egress.max_connections, 64u);
+  EXPECT_EQ(defaults.settings.egress.idle_timeout, std::chrono::seconds(300));
+
+  auto input = baseInput();
+  input.flags["job-network"] = "host";
+  input.env["DEPLOY_AGENT_EGRESS_MAX_CONNECTIONS"] = "16";
+  input.file["egress_idle_timeout"] = "30";
+  auto result = agent::resolveSettings(input);
+  ASSERT_TRUE(result.errors.empty()) << joined(result.errors);
+  EXPECT_FALSE(result.settings.egress.proxy);
+  EXPECT_EQ(result.settings.egress.max_connections, 16u);
+  EXPECT_EQ(result.settings.egress.idle_timeout, std::chrono::seconds(30));
+
+  for (const auto& [flag, value, named] :
+       {std::tuple{"job-network", "open", "job-network must be proxy or host"},
+        {"egress-max-connections", "0", "egress-max-connections"},
+        {"egress-idle-timeout", "-1", "egress-idle-timeout"}}) {
+    auto bad = baseInput();
+    bad.flags[flag] = value;
+    auto refused = agent::resolveSettings(bad);
+    EXPECT_TRUE(anyErrorMentions(refused.errors, named)) << flag << "=" << value << ": " << joined(refused.errors);
+  }
+}

@@ -8,16 +8,20 @@
 #include <atomic>
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <sys/prctl.h>
 #include <thread>
 #include <unistd.h>
 
+#include "jobs/job_network.h"
+#include "support/counting_listener.h"
 #include "jobs/job_sandbox.h"
 #include "sandbox/process.h"
 #include "sandbox/tier_probe.h"
@@ -27,6 +31,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using sandbox::Tier;
+namespace net = da::net;
 
 std::string hostile(const std::string& name) { return std::string(DA_BINARY_DIR) + "/hostile/hostile_" + name; }
 
@@ -105,7 +110,8 @@ class HostileJob : public ::testing::TestWithParam<Tier> {
   fs::path jobDir(const std::string& job) const { return state_ / "jobs" / job; }
 
   JobRun runInJob(const std::string& job, const std::string& program, std::vector<std::string> args,
-               const std::atomic<bool>* cancel = nullptr, uint64_t file_size = 0) {
+               const std::atomic<bool>* cancel = nullptr, uint64_t file_size = 0,
+               da::RunEgress* egress = nullptr) {
     da::JobSandbox job_sandbox(settings_, jobDir(job), jobDir(job) / "work/app");
     sandbox_disk_full_ = false;
     sandbox::ProcessSpec spec;
@@ -117,6 +123,10 @@ class HostileJob : public ::testing::TestWithParam<Tier> {
     spec.limits.wallTime(30s).outputBytes(1 << 20);
     if (file_size) spec.limits.fileSizeBytes(file_size);
     spec.isolation = job_sandbox.isolation();
+    if (egress) {
+      egress->applyTo(spec.isolation);
+      for (auto& [name, value] : egress->proxyEnvironment()) spec.env[name] = value;
+    }
     JobRun run;
     run.result = sandbox::runProcess(spec, [&](std::string_view chunk) { run.output.append(chunk); }, cancel);
     sandbox_disk_full_ = job_sandbox.diskFull();
@@ -273,55 +283,70 @@ TEST_P(HostileJob, FillingTheDiskStopsAtTheJobsBound) {
   }
 }
 
-// A loopback listener on a free port, for connect() attempts.
-class Listener {
- public:
-  Listener() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    ::listen(fd_, 16);
-    socklen_t length = sizeof address;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
-    port_ = ntohs(address.sin_port);
-  }
-  ~Listener() { ::close(fd_); }
-  uint16_t port() const { return port_; }
+using Listener = testsupport::CountingListener;
 
- private:
-  int fd_ = -1;
-  uint16_t port_ = 0;
-};
-
-class LandlockJob : public HostileJob {};
-
-TEST_P(LandlockJob, ConnectsOnlyToTheRegistryConvexAndProxyPorts) {
-  Listener registry, other;
-  settings_.npm_registry = "http://127.0.0.1:" + std::to_string(registry.port()) + "/";
-  JobRun run = runInJob("dep_a", "escape_attempts",
-                        {"connect:" + std::to_string(registry.port()), "connect:" + std::to_string(other.port())});
-  ASSERT_EQ(run.result.status, sandbox::Status::kOk) << run.result.reason;
+TEST_P(HostileJob, TheNetworkIsTheProxyAndTheProxyOnlyItsAllowlist) {
+  Listener allowed, other;
+  net::EgressAllowlist allowlist;
+  allowlist.allow({"127.0.0.1", allowed.port()}, net::Trust::kOperator);
+  da::RunEgress egress(settings_, std::move(allowlist));
+  const std::string a = std::to_string(allowed.port()), o = std::to_string(other.port());
+  const std::vector<std::string> tries = {
+      "connect:" + o,                  // straight to a host service
+      "connect:" + a,                  // straight to an allowed one: only the proxy may
+      "udp:53",                        // DNS, or any datagram channel
+      "resolve:registry.npmjs.org",    // names are the proxy's business
+      "proxy:127.0.0.1:" + o,          // through the proxy, off the list
+      "proxy:127.0.0.1:" + a,          // the positive control
+  };
+  JobRun run = runInJob("dep_a", "escape_attempts", tries, nullptr, 0, &egress);
+  ASSERT_EQ(run.result.status, sandbox::Status::kOk) << run.result.reason << "\n" << run.output;
+  da::NetworkReport network;
+  egress.finishInto(network);
   const auto results = attempts(run.output);
-  EXPECT_EQ(results.at("connect:" + std::to_string(registry.port())), "ok") << run.output;
-  EXPECT_EQ(results.at("connect:" + std::to_string(other.port())), "EACCES") << run.output;
+  // Namespaces: nothing but the proxy listens in the job's loopback. Landlock: only its port.
+  EXPECT_EQ(results.at("connect:" + o), GetParam() == Tier::kNamespaces ? "ECONNREFUSED" : "EACCES") << run.output;
+  EXPECT_EQ(results.at("connect:" + a), GetParam() == Tier::kNamespaces ? "ECONNREFUSED" : "EACCES") << run.output;
+  EXPECT_EQ(results.at("udp:53"), "EACCES") << run.output;
+  EXPECT_EQ(results.at("resolve:registry.npmjs.org"), "EAI") << run.output;
+  EXPECT_EQ(results.at("proxy:127.0.0.1:" + o), "HTTP403") << run.output;
+  EXPECT_EQ(results.at("proxy:127.0.0.1:" + a), "ok") << run.output;
+  EXPECT_EQ(other.accepted(), 0u);
+  EXPECT_EQ(allowed.accepted(), 1u);
+  ASSERT_EQ(network.denied.size(), 1u);
+  EXPECT_EQ(network.denied[0].host, "127.0.0.1:" + o);
+  EXPECT_EQ(network.denied[0].attempts, 1u);
+  ASSERT_EQ(network.allowed.size(), 1u);
+  EXPECT_EQ(network.allowed[0].host, "127.0.0.1:" + a);
 }
 
-INSTANTIATE_TEST_SUITE_P(LandlockTier, LandlockJob, ::testing::Values(Tier::kLandlock),
+// In the Landlock tier the job's proxy listens on the host's loopback: once the run is over,
+// nothing may answer there any more (the namespaces tier's listener dies with its namespace).
+class HostLoopbackEgress : public HostileJob {};
+
+TEST_P(HostLoopbackEgress, NothingListensForTheJobAfterItsRun) {
+  Listener allowed;
+  net::EgressAllowlist allowlist;
+  allowlist.allow({"127.0.0.1", allowed.port()}, net::Trust::kOperator);
+  da::RunEgress egress(settings_, std::move(allowlist));
+  const uint16_t port = egress.port();
+  JobRun run = runInJob("dep_a", "escape_attempts", {"proxy:127.0.0.1:" + std::to_string(allowed.port())}, nullptr, 0,
+                        &egress);
+  EXPECT_NE(run.output.find(" ok"), std::string::npos) << run.output;
+  da::NetworkReport network;
+  egress.finishInto(network);
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_NE(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  EXPECT_EQ(errno, ECONNREFUSED);
+  ::close(fd);
+}
+
+INSTANTIATE_TEST_SUITE_P(LandlockTier, HostLoopbackEgress, ::testing::Values(Tier::kLandlock),
                          [](const ::testing::TestParamInfo<Tier>& info) { return std::string(sandbox::tierName(info.param)); });
-
-TEST(JobTcpPorts, AreHttpsTheRegistryTheConvexUrlAndTheProxies) {
-  da::Settings settings;
-  settings.npm_registry = "http://registry.internal:4873/";
-  settings.convex_url = "http://127.0.0.1:3210";
-  settings.env_passthrough = {{"HTTPS_PROXY", "http://user:pw@proxy.internal:3128"}, {"no_proxy", "localhost"}};
-  EXPECT_EQ(da::jobTcpPorts(settings), (std::vector<uint16_t>{443, 3128, 3210, 4873}));
-  settings.npm_registry = "https://registry.npmjs.org/";
-  settings.convex_url = "https://api.convex.dev";
-  settings.env_passthrough.clear();
-  EXPECT_EQ(da::jobTcpPorts(settings), (std::vector<uint16_t>{443}));
-}
 
 std::string tierParamName(const ::testing::TestParamInfo<Tier>& info) { return sandbox::tierName(info.param); }
 
