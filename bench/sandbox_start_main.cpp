@@ -10,9 +10,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "sandbox/net_ns.h"
 #include "sandbox/process.h"
 
 namespace {
@@ -44,6 +46,7 @@ struct Variant {
   sandbox::Tier tier;
   bool cgroup;
   std::vector<double> micros;
+  bool network = false;  // a loopback-only network namespace of its own, made per run as a job's is
 };
 
 double sandboxedRun(const Variant& variant) {
@@ -56,6 +59,16 @@ double sandboxedRun(const Variant& variant) {
   spec.isolation.tier(variant.tier).filesystem(view);
   if (variant.cgroup) spec.isolation.memoryBytes(1ull << 30).maxProcesses(256);
   const auto start = Clock::now();
+  std::optional<sandbox::LoopbackNetwork> network;
+  if (variant.network) {
+    std::string error;
+    network = sandbox::createLoopbackNetwork(0, error);
+    if (!network) {
+      std::fprintf(stderr, "%s: %s\n", variant.name.c_str(), error.c_str());
+      std::exit(1);
+    }
+    spec.isolation.networkNamespace(network->netns.get());
+  }
   const auto result = sandbox::runProcess(spec, [](std::string_view) {});
   const double micros = microsSince(start);
   if (result.status != sandbox::Status::kOk) {
@@ -83,6 +96,7 @@ int main(int argc, char** argv) {
       {"runProcess, tier namespaces", sandbox::Tier::kNamespaces, false, {}},
       {"runProcess, tier landlock + cgroup limits", sandbox::Tier::kLandlock, true, {}},
       {"runProcess, tier namespaces + cgroup limits", sandbox::Tier::kNamespaces, true, {}},
+      {"runProcess, tier namespaces + cgroup limits + own network namespace", sandbox::Tier::kNamespaces, true, {}, true},
   };
   std::vector<double> plain;
   // One untimed warm-up of each (the seccomp filter is compiled once, the cgroup probed once).
