@@ -6,17 +6,11 @@
 #include <Poco/Exception.h>
 #include <Poco/Net/IPAddress.h>
 #include <Poco/URI.h>
+#include "util/strings.h"
 
 namespace da::convex {
 
 namespace {
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 std::string_view trim(std::string_view text) {
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
@@ -75,7 +69,7 @@ std::optional<Poco::Net::IPAddress> ipLiteral(const std::string& host) {
 }
 
 std::string normalizeHost(std::string_view host) {
-  std::string out = lower(trim(host));
+  std::string out = asciiLower(trim(host));
   if (out.size() >= 2 && out.front() == '[' && out.back() == ']') out = out.substr(1, out.size() - 2);
   while (!out.empty() && out.back() == '.') out.pop_back();
   return out;
@@ -141,7 +135,7 @@ std::optional<ProxySettings> parseProxyUrl(std::string_view value, std::string_v
   if (rest.empty()) return std::nullopt;
 
   if (auto sep = rest.find("://"); sep != std::string_view::npos) {
-    const std::string scheme = lower(rest.substr(0, sep));
+    const std::string scheme = asciiLower(rest.substr(0, sep));
     rest.remove_prefix(sep + 3);
     if (scheme == "https") return fail("TLS to the proxy (https://) is not supported; use http://");
     if (scheme != "http") {
@@ -213,7 +207,7 @@ HttpOptions httpOptionsFromEnvironment(const std::map<std::string, std::string>&
   } catch (const Poco::Exception&) {
     return options;
   }
-  const std::string scheme = lower(target.getScheme());
+  const std::string scheme = asciiLower(target.getScheme());
   const std::pair<const std::string, std::string>* chosen = nullptr;
   if (scheme == "https") {
     chosen = firstPresent(env, {"https_proxy", "HTTPS_PROXY"});

@@ -6,17 +6,11 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include "util/strings.h"
 
 namespace da::net {
 
 namespace {
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 std::string_view stripBrackets(std::string_view host) {
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') return host.substr(1, host.size() - 2);
@@ -48,7 +42,7 @@ std::optional<std::string> ipLiteral(const std::string& host, bool unmap_v4) {
 // The display form of a host: lowercase, no brackets, one trailing dot dropped, IP literals in
 // inet_ntop form.
 std::string normalizedHost(std::string_view raw) {
-  std::string host = lower(stripBrackets(raw));
+  std::string host = asciiLower(stripBrackets(raw));
   if (!host.empty() && host.back() == '.') host.pop_back();
   if (auto ip = ipLiteral(host, false)) return *ip;
   return host;
@@ -156,7 +150,7 @@ std::optional<Destination> parseAuthority(std::string_view authority, std::optio
     return fail("the port is missing (expected host:port)");
   }
 
-  std::string host = lower(host_text);
+  std::string host = asciiLower(host_text);
   if (bracketed) {
     in6_addr v6{};
     if (inet_pton(AF_INET6, host.c_str(), &v6) != 1) return fail("not a valid IPv6 literal");
@@ -182,7 +176,7 @@ std::optional<Destination> originOf(std::string_view url, std::string& error) {
     error = "not an absolute http(s) URL";
     return std::nullopt;
   }
-  const std::string scheme = lower(url.substr(0, sep));
+  const std::string scheme = asciiLower(url.substr(0, sep));
   uint16_t default_port = 0;
   if (scheme == "https") {
     default_port = 443;

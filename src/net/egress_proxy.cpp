@@ -27,6 +27,7 @@
 #include <spdlog/spdlog.h>
 
 #include "convex/http_options.h"
+#include "util/strings.h"
 
 namespace da::net {
 
@@ -67,13 +68,6 @@ class Fd {
  private:
   int fd_ = -1;
 };
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 std::string_view trimOws(std::string_view text) {
   while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
@@ -250,7 +244,7 @@ bool parseRequestHead(std::string_view head, RequestHead& request, std::string& 
     }
     Header header;
     header.name = std::string(field.substr(0, colon));
-    header.lower_name = lower(header.name);
+    header.lower_name = asciiLower(header.name);
     header.value = std::string(trimOws(field.substr(colon + 1)));
     request.headers.push_back(std::move(header));
   }
@@ -807,7 +801,7 @@ struct EgressProxy::Impl {
       if (header.lower_name != "connection") continue;
       for (std::string_view rest = header.value; !rest.empty();) {
         const auto comma = rest.find(',');
-        const std::string token = lower(trimOws(rest.substr(0, comma)));
+        const std::string token = asciiLower(trimOws(rest.substr(0, comma)));
         if (!token.empty() && token != "content-length" && token != "transfer-encoding") dropped.push_back(token);
         rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
       }
@@ -870,7 +864,7 @@ struct EgressProxy::Impl {
               "this is a forward proxy: request an absolute URL (http://host/path) or CONNECT host:port"});
       return;
     }
-    const std::string scheme = lower(std::string_view(request.target).substr(0, scheme_end));
+    const std::string scheme = asciiLower(std::string_view(request.target).substr(0, scheme_end));
     std::string_view rest = std::string_view(request.target).substr(scheme_end + 3);
     const auto authority_end = std::min(rest.find_first_of("/?#"), rest.size());
     std::string_view authority = rest.substr(0, authority_end);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -16,6 +17,15 @@ inline std::vector<std::string_view> splitOn(std::string_view text, char separat
     if (found == std::string_view::npos) return parts;
     start = found + 1;
   }
+}
+
+// ASCII lower case, as hosts, header names and schemes compare; never locale-dependent.
+inline std::string asciiLower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
 }
 
 }  // namespace da
