@@ -28,10 +28,14 @@ inline ApiError badRequest(const std::string& message) {
   return ApiError(400, "BadRequest", message);
 }
 
-// What a route answers when it succeeds.
+// What a route answers when it succeeds. A null body is sent as an empty body (the Management
+// API answers many writes with 200 and nothing else).
 struct Reply {
   int status = 200;
   nlohmann::json body = nlohmann::json::object();
+  std::string retry_after = {};  // a Retry-After header when not empty
 };
+
+inline Reply emptyReply() { return Reply{200, nullptr}; }
 
 }  // namespace standin

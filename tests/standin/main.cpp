@@ -2,6 +2,8 @@
 //
 //   convex-standin [--listen HOST:PORT] [--team-token TOKEN]... [--team-token-file FILE]
 //                  [--deployment NAME:TYPE]... [--team-slug SLUG] [--project-slug SLUG]
+//                  [--oauth-team-token TOKEN]... [--oauth-project-token TOKEN]...
+//                  [--self-hosted NAME]...
 //
 // STANDIN_TEAM_TOKEN adds one more accepted team token. Once serving, exactly one line
 // `listening on http://HOST:PORT` goes to stdout; request logs go to stderr and never carry
@@ -28,8 +30,13 @@ namespace {
 constexpr const char* kUsage =
     "usage: convex-standin [--listen HOST:PORT] [--team-token TOKEN]... [--team-token-file FILE]\n"
     "                      [--deployment NAME:TYPE]... [--team-slug SLUG] [--project-slug SLUG]\n"
+    "                      [--oauth-team-token TOKEN]... [--oauth-project-token TOKEN]...\n"
+    "                      [--self-hosted NAME]...\n"
     "  TYPE is dev, prod, preview or custom. Without --deployment the stand-in hosts\n"
-    "  happy-otter-123 (prod) and brave-fox-456 (dev). STANDIN_TEAM_TOKEN adds a team token.\n";
+    "  happy-otter-123 (prod) and brave-fox-456 (dev). STANDIN_TEAM_TOKEN adds a team token.\n"
+    "  OAuth tokens are team:<team-slug>|SECRET and project:<team-slug>:<project-slug>|SECRET\n"
+    "  (a bare SECRET is completed with the slugs). --self-hosted NAME hosts a deployment\n"
+    "  reachable only with its admin key (GET /_standin/admin_keys/NAME).\n";
 
 class UsageError : public std::runtime_error {
  public:
@@ -76,6 +83,23 @@ standin::DeploymentSeed parseDeployment(const std::string& value) {
   return seed;
 }
 
+// `team:<team>|S` / `project:<team>:<project>|S`; a bare S gets the configured slugs.
+std::string completeOAuthToken(const std::string& value, const std::string& prefix,
+                               const std::string& flag) {
+  if (value.find('|') == std::string::npos) {
+    if (value.empty()) throw UsageError(flag + " needs a non-empty token");
+    return prefix + "|" + value;
+  }
+  if (value.rfind(prefix + "|", 0) != 0 || value.size() == prefix.size() + 1) {
+    throw UsageError(flag + " expects " + prefix + "|SECRET (or a bare SECRET)");
+  }
+  return value;
+}
+
+bool validDeploymentName(const std::string& name) {
+  return !name.empty() && name.find_first_of("|: /") == std::string::npos;
+}
+
 standin::Options parseArguments(int argc, char** argv) {
   standin::Options options;
   for (int i = 1; i < argc; ++i) {
@@ -100,7 +124,21 @@ standin::Options parseArguments(int argc, char** argv) {
     else if (flag == "--deployment") options.deployments.push_back(parseDeployment(value()));
     else if (flag == "--team-slug") options.team_slug = value();
     else if (flag == "--project-slug") options.project_slug = value();
+    else if (flag == "--oauth-team-token") options.oauth_team_tokens.push_back(value());
+    else if (flag == "--oauth-project-token") options.oauth_project_tokens.push_back(value());
+    else if (flag == "--self-hosted") {
+      const std::string name = value();
+      if (!validDeploymentName(name)) throw UsageError("--self-hosted: bad name " + name);
+      options.self_hosted.push_back(name);
+    }
     else throw UsageError("unknown argument " + flag);
+  }
+  for (auto& token : options.oauth_team_tokens) {
+    token = completeOAuthToken(token, "team:" + options.team_slug, "--oauth-team-token");
+  }
+  for (auto& token : options.oauth_project_tokens) {
+    token = completeOAuthToken(
+        token, "project:" + options.team_slug + ":" + options.project_slug, "--oauth-project-token");
   }
   if (const char* token = std::getenv("STANDIN_TEAM_TOKEN"); token && *token) {
     options.team_tokens.emplace_back(token);
@@ -128,7 +166,8 @@ int main(int argc, char** argv) {
     std::cerr << "convex-standin: " << error.what() << '\n' << kUsage;
     return 2;
   }
-  if (options.team_tokens.empty()) {
+  if (options.team_tokens.empty() && options.oauth_team_tokens.empty() &&
+      options.oauth_project_tokens.empty()) {
     std::cerr << "convex-standin: no team token given; every Management API call will get 401\n";
   }
 

@@ -1,60 +1,18 @@
-// Management API (`https://api.convex.dev/v1`): the three operations an agent needs to mint
-// deploy keys. Shapes follow management-openapi.json; errors follow the live API's
-// `{code,message}` bodies.
+// Management API (`https://api.convex.dev/v1`), deployment-scoped operations: token details,
+// get/delete a deployment, and deploy keys (create, list, delete). Shapes follow
+// management-openapi.json; errors follow the live API's `{code,message}` bodies.
 #include <algorithm>
 #include <array>
 #include <string_view>
 
 #include "standin/json_fields.h"
+#include "standin/management_common.h"
 #include "standin/router.h"
 
 namespace standin {
 namespace {
 
-// PlatformCreateDeployKeyArgs.allowedActions enum, plus "deployment:aiGateway:use", which the
-// live API accepts although the published spec lacks it.
-constexpr std::array<std::string_view, 26> kDeployKeyActions = {
-    "deployment:deploy",
-    "deployment:env:view",
-    "deployment:env:write",
-    "deployment:pause",
-    "deployment:unpause",
-    "deployment:logs:view",
-    "deployment:metrics:view",
-    "deployment:integrations:view",
-    "deployment:integrations:write",
-    "deployment:data:view",
-    "deployment:data:write",
-    "deployment:backups:view",
-    "deployment:backups:create",
-    "deployment:backups:download",
-    "deployment:backups:delete",
-    "deployment:backups:import",
-    "deployment:functions:actAsUser",
-    "deployment:functions:runInternalQueries",
-    "deployment:functions:runInternalMutations",
-    "deployment:functions:runInternalActions",
-    "deployment:functions:runTestQuery",
-    "deployment:auditLog:view",
-    "deployment:usageLimits:view",
-    "deployment:usageLimits:write",
-    "deployment:usage:view",
-    "deployment:aiGateway:use",
-};
-
-// "Must be at least 30 minutes in the future." A few seconds of slack absorb transit time for
-// a client that asks for exactly now + 30 min.
-constexpr int64_t kMinKeyLifetimeMs = 30 * 60 * 1000;
-constexpr int64_t kClockSlackMs = 5 * 1000;
-
-HostedDeployment requireDeployment(const StandinState& state, const std::string& name) {
-  auto deployment = state.findDeployment(name);
-  if (!deployment) {
-    throw ApiError(404, "DeploymentNotFound",
-                   "The requested deployment " + name + " does not exist");
-  }
-  return *deployment;
-}
+using nlohmann::json;
 
 DeployKeyGrant parseCreateDeployKeyArgs(const nlohmann::json& body) {
   DeployKeyGrant grant;
@@ -81,9 +39,7 @@ DeployKeyGrant parseCreateDeployKeyArgs(const nlohmann::json& body) {
   }
 
   grant.expires_at_ms = optionalInteger(body, "expiresAt");
-  if (grant.expires_at_ms && *grant.expires_at_ms < nowMs() + kMinKeyLifetimeMs - kClockSlackMs) {
-    throw badRequest("`expiresAt` must be at least 30 minutes in the future");
-  }
+  requireFutureExpiry(grant.expires_at_ms);
   return grant;
 }
 
@@ -95,20 +51,24 @@ nlohmann::json grantJson(const DeployKeyGrant& grant) {
                                             : nlohmann::json()}};
 }
 
-// GET /v1/token_details -> PlatformTokenDetailsResponse (team token variant).
+// GET /v1/token_details -> PlatformTokenDetailsResponse: teamToken (team and OAuth team
+// tokens) or projectToken (OAuth project tokens).
 class TokenDetailsHandler final : public RouteHandler {
  public:
   using RouteHandler::RouteHandler;
 
  protected:
   Reply handle(Exchange& exchange) override {
-    const std::size_t index = requireTeamToken(exchange);
-    return {200,
-            {{"type", "teamToken"},
-             {"id", static_cast<int64_t>(index) + 1},
-             {"teamId", 1},
-             {"name", "standin-token-" + std::to_string(index + 1)},
-             {"createTime", state().tokensCreatedAtMs()}}};
+    const AccessToken token = requireToken(exchange, kAnyToken);
+    json details = {{"id", token.id}, {"name", token.name}, {"createTime", token.create_time_ms}};
+    if (token.project_id) {
+      details["type"] = "projectToken";
+      details["projectId"] = *token.project_id;
+    } else {
+      details["type"] = "teamToken";
+      details["teamId"] = kTeamId;
+    }
+    return {200, std::move(details)};
   }
 };
 
@@ -119,47 +79,89 @@ class GetDeploymentHandler final : public RouteHandler {
 
  protected:
   Reply handle(Exchange& exchange) override {
-    requireTeamToken(exchange);
-    const HostedDeployment deployment = requireDeployment(state(), exchange.params.at("name"));
-    exchange.deployment = deployment.name;
-    const auto last_deploy = state().lastDeployTimeMs(deployment.name);
-    return {200,
-            {{"kind", "cloud"},
-             {"id", deployment.id},
-             {"name", deployment.name},
-             {"createTime", deployment.create_time_ms},
-             {"lastDeployTime", last_deploy ? nlohmann::json(*last_deploy) : nlohmann::json()},
-             {"deploymentType", deployment.type},
-             {"projectId", 1},
-             {"creator", deployment.type == "prod" ? nlohmann::json() : nlohmann::json(1)},
-             {"previewIdentifier", nullptr},
-             {"region", "aws-us-east-1"},
-             {"isDefault", isDefaultDeployment(deployment)},
-             {"reference", deploymentReference(deployment)},
-             {"dashboardEditConfirmation", nullptr},
-             {"deploymentUrl", state().origin()},
-             {"expiresAt", nullptr},
-             {"class", "s16"},
-             {"sendLogsToClient", nullptr}}};
+    const AccessToken caller = requireToken(exchange, kAnyToken);
+    const HostedDeployment deployment =
+        requireDeployment(exchange, caller, exchange.params.at("name"));
+    return {200, deploymentJson(state(), deployment, /*show_preview_identifier=*/false)};
   }
 };
 
-// POST /v1/deployments/{name}/create_deploy_key, body PlatformCreateDeployKeyArgs.
+// POST /v1/deployments/{name}/delete: all its data goes; the project remains. Its keys stop
+// working (404 DeploymentNotFound on deployment routes).
+class DeleteDeploymentHandler final : public RouteHandler {
+ public:
+  using RouteHandler::RouteHandler;
+
+ protected:
+  Reply handle(Exchange& exchange) override {
+    const AccessToken caller = requireToken(exchange, kAnyToken);
+    const HostedDeployment deployment =
+        requireDeployment(exchange, caller, exchange.params.at("name"));
+    state().deleteDeployment(deployment.name);
+    return emptyReply();
+  }
+};
+
+// POST /v1/deployments/{name}/create_deploy_key, body PlatformCreateDeployKeyArgs. With an
+// OAuth token the key is the OAuth secret behind the deployment prefix (reference §9.2).
 class CreateDeployKeyHandler final : public RouteHandler {
  public:
   using RouteHandler::RouteHandler;
 
  protected:
   Reply handle(Exchange& exchange) override {
-    requireTeamToken(exchange);
+    const AccessToken caller = requireToken(exchange, kAnyToken);
     const std::string& name = exchange.params.at("name");
-    if (state().findDeployment(name)) exchange.deployment = name;
+    if (const auto known = state().findDeployment(name)) exchange.deployment = known->name;
     DeployKeyGrant grant = parseCreateDeployKeyArgs(exchange.jsonBody());
-    const HostedDeployment deployment = requireDeployment(state(), name);
+    const HostedDeployment deployment = requireDeployment(exchange, caller, name);
+    const bool oauth = caller.kind != TokenKind::Team;
     exchange.log_details["deploy_key"] = grantJson(grant);
-    const auto key = state().mintDeployKey(deployment.name, std::move(grant));
+    if (oauth) exchange.log_details["deploy_key"]["oauthDerived"] = true;
+    const auto key = state().mintDeployKey(deployment.name, std::move(grant),
+                                           oauth ? &caller : nullptr);
     if (!key) throw std::logic_error("deployment vanished while minting a key");
     return {200, {{"deployKey", *key}}};
+  }
+};
+
+// GET /v1/deployments/{name}/list_deploy_keys -> bare array of PlatformDeployKeyResponse.
+class ListDeployKeysHandler final : public RouteHandler {
+ public:
+  using RouteHandler::RouteHandler;
+
+ protected:
+  Reply handle(Exchange& exchange) override {
+    const AccessToken caller = requireToken(exchange, kAnyToken);
+    const HostedDeployment deployment =
+        requireDeployment(exchange, caller, exchange.params.at("name"));
+    json keys = json::array();
+    for (const DeployKeyInfo& info : state().deployKeys(deployment.name)) {
+      keys.push_back(deployKeyJson(info));
+    }
+    return {200, std::move(keys)};
+  }
+};
+
+// POST /v1/deployments/{name}/delete_deploy_key {"id"} (strict): the full key, its secret or
+// its name. Deleting an OAuth-derived key revokes the OAuth grant (the documented hazard).
+class DeleteDeployKeyHandler final : public RouteHandler {
+ public:
+  using RouteHandler::RouteHandler;
+
+ protected:
+  Reply handle(Exchange& exchange) override {
+    const AccessToken caller = requireToken(exchange, kAnyToken);
+    const HostedDeployment deployment =
+        requireDeployment(exchange, caller, exchange.params.at("name"));
+    const json body = exchange.jsonBody();
+    rejectUnknownFields(body, {"id"});
+    const std::string id = requireString(body, "id");
+    if (!state().deleteDeployKey(deployment.name, id)) {
+      throw ApiError(404, "DeployKeyNotFound",
+                     "No deploy key of deployment " + deployment.name + " matches that id");
+    }
+    return emptyReply();
   }
 };
 
@@ -168,7 +170,10 @@ class CreateDeployKeyHandler final : public RouteHandler {
 void addManagementRoutes(RouteTable& table) {
   table.add<TokenDetailsHandler>("GET", "/v1/token_details");
   table.add<GetDeploymentHandler>("GET", "/v1/deployments/{name}");
+  table.add<DeleteDeploymentHandler>("POST", "/v1/deployments/{name}/delete");
   table.add<CreateDeployKeyHandler>("POST", "/v1/deployments/{name}/create_deploy_key");
+  table.add<ListDeployKeysHandler>("GET", "/v1/deployments/{name}/list_deploy_keys");
+  table.add<DeleteDeployKeyHandler>("POST", "/v1/deployments/{name}/delete_deploy_key");
 }
 
 }  // namespace standin

@@ -105,12 +105,16 @@ void dropConnection(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServer
 }
 
 void sendReply(Poco::Net::HTTPServerResponse& response, const Reply& reply) {
-  const std::string body = reply.body.dump();
+  const std::string body = reply.body.is_null() ? std::string() : reply.body.dump();
   response.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(reply.status));
-  response.setContentType("application/json");
+  if (!body.empty()) response.setContentType("application/json");
+  if (!reply.retry_after.empty()) response.set("Retry-After", reply.retry_after);
   response.setContentLength(static_cast<std::streamsize>(body.size()));
   response.sendBuffer(body.data(), body.size());
 }
+
+
+}  // namespace
 
 std::string authorizationCredentials(const Poco::Net::HTTPServerRequest& request,
                                      const std::string& scheme) {
@@ -123,8 +127,6 @@ std::string authorizationCredentials(const Poco::Net::HTTPServerRequest& request
   return Poco::trim(header.substr(scheme.size() + 1));
 }
 
-}  // namespace
-
 nlohmann::json Exchange::jsonBody() const { return parseJsonObject(body); }
 
 void RouteHandler::handleRequest(Poco::Net::HTTPServerRequest& request,
@@ -133,6 +135,13 @@ void RouteHandler::handleRequest(Poco::Net::HTTPServerRequest& request,
   Exchange exchange{.request = request, .method = request.getMethod(), .params = params_};
 
   const std::optional<Reply> reply = respond(exchange, response);
+  const int status = reply ? reply->status : 0;
+  // Logged before the client can see the answer (or the reset), so a test that asks
+  // /_standin/requests right after its call finds the call there.
+  if (!isControlRoute()) {
+    state_.recordRequest(
+        {exchange.method, exchange.path, exchange.deployment, status, exchange.log_details});
+  }
   if (reply) {
     try {
       sendReply(response, *reply);
@@ -140,12 +149,8 @@ void RouteHandler::handleRequest(Poco::Net::HTTPServerRequest& request,
       requestLogger().warning("could not send the response to " + exchange.path + ": " +
                               error.what());
     }
-  }
-
-  const int status = reply ? reply->status : 0;
-  if (!isControlRoute()) {
-    state_.recordRequest(
-        {exchange.method, exchange.path, exchange.deployment, status, exchange.log_details});
+  } else {
+    dropConnection(exchange.request, response);
   }
   const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::steady_clock::now() - started);
@@ -168,20 +173,21 @@ std::optional<Reply> RouteHandler::respond(Exchange& exchange,
     std::string raw_body = readRawBody(exchange.request);
     nameDeploymentFromCredentials(exchange);
 
-    if (auto fault = isControlRoute() ? std::nullopt
-                                      : state_.takeFault(exchange.method, exchange.path)) {
-      exchange.log_details["fault"] = true;
-      if (fault->delay_ms > 0) state_.pause(std::chrono::milliseconds(fault->delay_ms));
-      if (fault->drop_connection) {
-        dropConnection(exchange.request, response);
-        return std::nullopt;
-      }
-      if (fault->status) {
-        const int status = *fault->status;
-        return Reply{status,
-                     {{"code", fault->code.empty() ? defaultCodeForStatus(status) : fault->code},
-                      {"message", fault->message.empty() ? "Injected by the Convex stand-in"
-                                                         : fault->message}}};
+    const auto fault =
+        isControlRoute() ? std::nullopt : state_.takeFault(exchange.method, exchange.path);
+    if (fault) exchange.log_details["fault"] = true;
+    if (fault && fault->after_handling) {
+      // The route does its work (a project really gets created), then the client sees the
+      // fault: the ambiguous outcome of a timeout or 5xx after the server committed.
+      const Reply handled = handleCatching(exchange, std::move(raw_body), response);
+      exchange.log_details["handled_status"] = handled.status;
+      auto reply = faultReply(exchange, *fault);
+      if (fault->drop_connection) return std::nullopt;
+      return reply ? *reply : handled;
+    }
+    if (fault) {
+      if (auto reply = faultReply(exchange, *fault); reply || fault->drop_connection) {
+        return reply;
       }
     }
     exchange.body = decodeBody(exchange.request, std::move(raw_body));
@@ -195,6 +201,33 @@ std::optional<Reply> RouteHandler::respond(Exchange& exchange,
   }
 }
 
+Reply RouteHandler::handleCatching(Exchange& exchange, std::string raw_body,
+                                   Poco::Net::HTTPServerResponse& response) {
+  try {
+    exchange.body = decodeBody(exchange.request, std::move(raw_body));
+    return handle(exchange);
+  } catch (const ApiError& error) {
+    if (error.status() == 413) response.setKeepAlive(false);
+    return Reply{error.status(), error.body()};
+  } catch (const std::exception& error) {
+    return Reply{500, {{"code", "InternalServerError"}, {"message", error.what()}}};
+  }
+}
+
+// Applies a fault's delay, then drops the connection (nullopt) or answers its status; nullopt
+// without a drop means "serve normally".
+std::optional<Reply> RouteHandler::faultReply(Exchange& exchange, const Fault& fault) {
+  if (fault.delay_ms > 0) state_.pause(std::chrono::milliseconds(fault.delay_ms));
+  if (fault.drop_connection) return std::nullopt;  // handleRequest drops it once logged
+  if (!fault.status) return std::nullopt;
+  const int status = *fault.status;
+  return Reply{status,
+               {{"code", fault.code.empty() ? defaultCodeForStatus(status) : fault.code},
+                {"message", fault.message.empty() ? "Injected by the Convex stand-in"
+                                                  : fault.message}},
+               fault.retry_after};
+}
+
 // Lets the log name the deployment even when a fault answers before the route authenticates.
 void RouteHandler::nameDeploymentFromCredentials(Exchange& exchange) const {
   for (const char* scheme : {"Convex", "Bearer"}) {
@@ -205,15 +238,42 @@ void RouteHandler::nameDeploymentFromCredentials(Exchange& exchange) const {
   }
 }
 
-std::size_t RouteHandler::requireTeamToken(const Exchange& exchange) const {
-  const std::string token = authorizationCredentials(exchange.request, "Bearer");
-  if (token.empty()) {
+AccessToken RouteHandler::requireToken(Exchange& exchange,
+                                       const std::vector<TokenKind>& accepted) const {
+  const std::string presented = authorizationCredentials(exchange.request, "Bearer");
+  if (presented.empty()) {
     throw ApiError(401, "Unauthenticated",
-                   "Missing access token: send `Authorization: Bearer <team access token>`");
+                   "Missing access token: send `Authorization: Bearer <access token>`");
   }
-  const auto index = state_.teamTokenIndex(token);
-  if (!index) throw ApiError(401, "Unauthenticated", "The provided access token is not valid");
-  return *index;
+  const auto token = state_.accessToken(presented);
+  if (!token) throw ApiError(401, "Unauthenticated", "The provided access token is not valid");
+  exchange.log_details["auth"] = tokenKindName(token->kind);
+  if (std::find(accepted.begin(), accepted.end(), token->kind) == accepted.end()) {
+    throw ApiError(403, "NotAllowed",
+                   std::string("You do not have permission to perform this action (") +
+                       tokenKindName(token->kind) + " is not accepted here)");
+  }
+  return *token;
+}
+
+Project RouteHandler::requireProject(const AccessToken& caller, int64_t project_id) const {
+  const auto project = state_.findProject(project_id);
+  if (!project || (caller.project_id && *caller.project_id != project_id)) {
+    throw ApiError(404, "ProjectNotFound", "The requested project does not exist");
+  }
+  return *project;
+}
+
+HostedDeployment RouteHandler::requireDeployment(Exchange& exchange, const AccessToken& caller,
+                                                 const std::string& name) const {
+  const auto deployment = state_.findDeployment(name);
+  if (!deployment || deployment->self_hosted ||
+      (caller.project_id && *caller.project_id != deployment->project_id)) {
+    throw ApiError(404, "DeploymentNotFound",
+                   "The requested deployment " + name + " does not exist");
+  }
+  exchange.deployment = deployment->name;
+  return *deployment;
 }
 
 HostedDeployment RouteHandler::requireAdminKey(Exchange& exchange,
@@ -229,31 +289,48 @@ HostedDeployment RouteHandler::requireAdminKey(Exchange& exchange,
                    "Missing admin key: send `Authorization: Convex <admin or deploy key>`");
   }
 
-  const auto deployment = state_.deploymentForKey(key);
-  if (!deployment) throw bad_key;
+  // Every deployment shares this origin; a Host of `<deployment>.<anything>` names one.
+  std::string host = exchange.request.getHost();
+  host = host.substr(0, host.find_first_of(".:"));
+  using Outcome = DeploymentCredential::Outcome;
+  const DeploymentCredential credential = state_.resolveDeploymentCredential(key, host);
+  if (!credential.deployment_name.empty()) exchange.deployment = credential.deployment_name;
+  if (!credential.kind.empty()) exchange.log_details["auth"] = credential.kind;
+  // The backend's keybroker and roles checks (convex-cli-protocol.md, error bodies).
+  const ApiError invalid_deploy_key(
+      403, "BadDeployKey",
+      "The provided deploy key was invalid for deployment '" + credential.deployment_name +
+          "'. Double check that the environment this key was generated for matches "
+          "the desired deployment.");
+  switch (credential.outcome) {
+    case Outcome::kOk: break;
+    case Outcome::kUnknown: throw bad_key;
+    case Outcome::kRevoked:
+    case Outcome::kExpired: throw invalid_deploy_key;
+    case Outcome::kDeploymentGone:
+      throw ApiError(404, "DeploymentNotFound",
+                     "The requested deployment " + credential.deployment_name + " does not exist");
+    case Outcome::kAmbiguous:
+      throw ApiError(400, "AmbiguousDeployment",
+                     "This credential reaches several deployments and they all share this "
+                     "origin; use a deploy key, or a Host of `<deployment>.localhost`");
+  }
+  const HostedDeployment& deployment = *credential.deployment;
   // The CLI repeats the key in the body; a body key for another deployment is a client bug.
   if (body_key && *body_key != key) {
     const auto body_deployment = state_.deploymentForKey(*body_key);
-    if (!body_deployment || body_deployment->name != deployment->name) throw bad_key;
+    if (!body_deployment || body_deployment->name != deployment.name) throw bad_key;
   }
-  exchange.deployment = deployment->name;
+  exchange.deployment = deployment.name;
 
-  // The backend's keybroker and roles checks (convex-cli-protocol.md, error bodies).
-  const auto grant = state_.grantForKey(key);
-  if (grant && grant->expires_at_ms && *grant->expires_at_ms <= nowMs()) {
-    throw ApiError(403, "BadDeployKey",
-                   "The provided deploy key was invalid for deployment '" + deployment->name +
-                       "'. Double check that the environment this key was generated for matches "
-                       "the desired deployment.");
-  }
-  if (required_action && grant && grant->allowed_actions &&
-      std::find(grant->allowed_actions->begin(), grant->allowed_actions->end(), required_action) ==
-          grant->allowed_actions->end()) {
+  if (required_action && credential.allowed_actions &&
+      std::find(credential.allowed_actions->begin(), credential.allowed_actions->end(),
+                required_action) == credential.allowed_actions->end()) {
     throw ApiError(403, "OperationNotPermitted",
                    std::string("You do not have permission to perform this operation (") +
                        required_action + ").");
   }
-  return *deployment;
+  return deployment;
 }
 
 Reply UnmatchedRouteHandler::handle(Exchange& exchange) {

@@ -36,6 +36,10 @@ struct Exchange {
   nlohmann::json jsonBody() const;  // a JSON object, else 400
 };
 
+// The credentials of `Authorization: <scheme> <credentials>` (scheme case-insensitive), or "".
+std::string authorizationCredentials(const Poco::Net::HTTPServerRequest& request,
+                                     const std::string& scheme);
+
 class RouteHandler : public Poco::Net::HTTPRequestHandler {
  public:
   RouteHandler(StandinState& state, PathParams params)
@@ -51,18 +55,30 @@ class RouteHandler : public Poco::Net::HTTPRequestHandler {
 
   StandinState& state() const { return state_; }
 
-  // Management API: `Authorization: Bearer <team token>`. Returns the token's index.
-  std::size_t requireTeamToken(const Exchange& exchange) const;
-  // Deployment API: `Authorization: Convex <key>`, else the body's `adminKey`. Records the
-  // deployment on the exchange for the log.
+  // Management API: `Authorization: Bearer <token>`. Unknown or revoked tokens get 401
+  // Unauthenticated; a token kind outside `accepted` (the endpoint's auth column) gets 403
+  // NotAllowed. Records the kind in the request log as "auth".
+  AccessToken requireToken(Exchange& exchange, const std::vector<TokenKind>& accepted) const;
+  // The project, if the caller may see it: 404 ProjectNotFound for a missing or deleted
+  // project and for any project outside an OAuth project token's own.
+  Project requireProject(const AccessToken& caller, int64_t project_id) const;
+  // Same for a deployment (404 DeploymentNotFound); self-hosted ones are never visible.
+  HostedDeployment requireDeployment(Exchange& exchange, const AccessToken& caller,
+                                     const std::string& name) const;
+  // Deployment API: `Authorization: Convex <key>`, else the body's `adminKey`. The key may be a
+  // deploy key, an admin key, a team token or an OAuth token. Records the deployment on the
+  // exchange for the log.
   // `required_action`: what the key's allowedActions must include (a key minted without
   // allowedActions may do everything), e.g. "deployment:deploy" for the push routes.
   HostedDeployment requireAdminKey(Exchange& exchange, const nlohmann::json* body = nullptr,
                                    const char* required_action = nullptr) const;
 
  private:
-  // The reply to send, or nullopt when a fault dropped the connection.
+  // The reply to send, or nullopt when a fault drops the connection.
   std::optional<Reply> respond(Exchange& exchange, Poco::Net::HTTPServerResponse& response);
+  Reply handleCatching(Exchange& exchange, std::string raw_body,
+                       Poco::Net::HTTPServerResponse& response);
+  std::optional<Reply> faultReply(Exchange& exchange, const Fault& fault);
   void nameDeploymentFromCredentials(Exchange& exchange) const;
 
   StandinState& state_;

@@ -55,6 +55,8 @@ std::unique_ptr<RouteHandler> RouteTable::create(StandinState& state, const std:
 
 RequestRouter::RequestRouter(StandinState& state) : state_(state) {
   addManagementRoutes(table_);
+  addProjectRoutes(table_);
+  addEnvironmentRoutes(table_);
   addProvisioningRoutes(table_);
   addDeploymentRoutes(table_);
   addControlRoutes(table_);

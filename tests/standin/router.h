@@ -40,7 +40,9 @@ class RouteTable {
 };
 
 // Each route group registers its handlers; they live in their own source files.
-void addManagementRoutes(RouteTable& table);    // /v1/... (team token)
+void addManagementRoutes(RouteTable& table);    // /v1/token_details, /v1/deployments/...
+void addProjectRoutes(RouteTable& table);       // /v1/teams/..., /v1/projects/...
+void addEnvironmentRoutes(RouteTable& table);   // deployment env vars (admin API)
 void addProvisioningRoutes(RouteTable& table);  // /api/deployment/..., /v1/version
 void addDeploymentRoutes(RouteTable& table);    // the push protocol (admin key)
 void addControlRoutes(RouteTable& table);       // /_standin/... (tests only)

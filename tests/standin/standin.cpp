@@ -83,6 +83,22 @@ std::string Standin::mintDeployKey(const std::string& deployment) {
   return *key;
 }
 
+std::string Standin::adminKey(const std::string& deployment) const {
+  auto key = impl_->state.adminKey(deployment);
+  if (!key) throw std::invalid_argument("unknown deployment: " + deployment);
+  return *key;
+}
+
+std::string Standin::mintOAuthToken(int64_t project_id) {
+  auto token = project_id == 0
+                   ? impl_->state.mintOAuthToken(TokenKind::OAuthTeam, std::nullopt)
+                   : impl_->state.mintOAuthToken(TokenKind::OAuthProject, project_id);
+  if (!token) throw std::invalid_argument("unknown project: " + std::to_string(project_id));
+  return token->token;
+}
+
+nlohmann::json Standin::projects() const { return impl_->state.projectsJson(false); }
+
 nlohmann::json Standin::pushes() const { return impl_->state.pushesJson(); }
 
 nlohmann::json Standin::requests() const { return impl_->state.requestsJson(); }

@@ -26,6 +26,12 @@ struct Options {
   std::vector<DeploymentSeed> deployments;  // hosted deployments; a default set when empty
   std::string team_slug = "demo-team";
   std::string project_slug = "demo-project";
+  // Accepted OAuth tokens: `team:<team_slug>|<secret>` and
+  // `project:<team_slug>:<project_slug>|<secret>` (the seeded project).
+  std::vector<std::string> oauth_team_tokens;
+  std::vector<std::string> oauth_project_tokens;
+  // Self-hosted deployments: reachable only with their admin key `<name>|<hex>`.
+  std::vector<std::string> self_hosted;
 };
 
 class Standin {
@@ -42,8 +48,13 @@ class Standin {
 
   // Mints a deploy key for a hosted deployment, as create_deploy_key would.
   std::string mintDeployKey(const std::string& deployment);
+  // The legacy admin key `<name>|<hex>` of a deployment (self-hosted or not).
+  std::string adminKey(const std::string& deployment) const;
+  // Mints an OAuth token, as POST /_standin/oauth_tokens does; project_id 0: team token.
+  std::string mintOAuthToken(int64_t project_id = 0);
   nlohmann::json pushes() const;     // same document as GET /_standin/pushes
   nlohmann::json requests() const;   // same document as GET /_standin/requests
+  nlohmann::json projects() const;   // same document as GET /_standin/projects
 
  private:
   struct Impl;

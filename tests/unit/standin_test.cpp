@@ -89,7 +89,7 @@ class StandinTest : public ::testing::Test {
     HttpResult result;
     result.status = response.getStatus();
     Poco::StreamCopier::copyToString(in, result.body);
-    if (result.status != 204) {
+    if (result.status != 204 && !result.body.empty()) {
       EXPECT_EQ(response.getContentType(), "application/json") << method << ' ' << path;
     }
     return result;
@@ -656,4 +656,172 @@ TEST_F(StandinTest, GzipAndDeflateBodiesAreDecodedLikeBrotli) {
   HttpResult unknown = call("POST", "/api/get_config_hashes", body,
                             {{"Authorization", "Convex " + key}, {"Content-Encoding", "compress"}});
   EXPECT_EQ(unknown.status, 415);
+}
+
+// ---- preview deploy keys: list_preview_deploy_keys, delete_preview_deploy_key ----------------
+
+namespace {
+
+std::string secretOf(const std::string& key) { return key.substr(key.rfind('|') + 1); }
+
+json claimBody(const std::string& identifier) {
+  return {{"projectSelection",
+           {{"kind", "teamAndProjectSlugs"}, {"teamSlug", "demo-team"}, {"projectSlug", "demo-project"}}},
+          {"identifier", identifier},
+          {"reuse", true}};
+}
+
+}  // namespace
+
+class StandinPreviewKeyTest : public StandinTest {
+ protected:
+  std::string mintPreviewKey(const std::string& name, const std::string& token = kTeamToken) {
+    HttpResult minted = call("POST", "/v1/projects/1/create_preview_deploy_key",
+                             json{{"name", name}}.dump(), {{"Authorization", "Bearer " + token}});
+    EXPECT_EQ(minted.status, 200) << minted.body;
+    return minted.parsed().at("previewDeployKey");
+  }
+  HttpResult claim(const std::string& key, const std::string& identifier) {
+    return call("POST", "/api/claim_preview_deployment", claimBody(identifier).dump(),
+                {{"Authorization", "Bearer " + key}});
+  }
+  HttpResult list(const std::string& query = "", const std::string& token = kTeamToken,
+                  const std::string& project = "1") {
+    return call("GET", "/v1/projects/" + project + "/list_preview_deploy_keys" + query, "",
+                {{"Authorization", "Bearer " + token}});
+  }
+  HttpResult remove(const std::string& body, const std::string& token = kTeamToken,
+                    const std::string& project = "1") {
+    return call("POST", "/v1/projects/" + project + "/delete_preview_deploy_key", body,
+                {{"Authorization", "Bearer " + token}});
+  }
+};
+
+TEST_F(StandinPreviewKeyTest, ListShowsMetadataOnlyWithUniqueNames) {
+  const std::string first = mintPreviewKey("ci");
+  const std::string twin = mintPreviewKey("ci");
+  const int64_t expires_at = nowMs() + 2 * 60 * 60 * 1000;
+  HttpResult expiring = management("POST", "/v1/projects/1/create_preview_deploy_key",
+                                   json{{"name", "nightly"}, {"expiresAt", expires_at}}.dump());
+  ASSERT_EQ(expiring.status, 200) << expiring.body;
+  ASSERT_EQ(claim(first, "pr-1").status, 200);
+
+  HttpResult listed = list();
+  ASSERT_EQ(listed.status, 200) << listed.body;
+  for (const auto& key : {first, twin, expiring.parsed().at("previewDeployKey").get<std::string>()}) {
+    EXPECT_EQ(listed.body.find(secretOf(key)), std::string::npos) << "a secret was listed";
+  }
+  const json items = listed.parsed().at("items");
+  ASSERT_EQ(items.size(), 3u) << listed.body;
+  // Oldest first; the two "ci" keys get told apart by a suffix, as the live API does.
+  EXPECT_EQ(items[0].at("name").get<std::string>().rfind("ci (", 0), 0u);
+  EXPECT_EQ(items[1].at("name").get<std::string>().rfind("ci (", 0), 0u);
+  EXPECT_NE(items[0].at("name"), items[1].at("name"));
+  EXPECT_EQ(items[2].at("name"), "nightly");
+  EXPECT_EQ(items[2].at("expiresAt"), expires_at);
+  EXPECT_TRUE(items[0].at("lastUsedTime").is_number_integer()) << "the claim used it";
+  EXPECT_TRUE(items[1].at("lastUsedTime").is_null());
+  for (const auto& item : items) {
+    EXPECT_TRUE(item.at("id").is_number_integer());
+    EXPECT_TRUE(item.at("creationTime").is_number_integer());
+    EXPECT_TRUE(item.at("managedBy").is_null());
+    EXPECT_TRUE(item.at("allowedActions").is_array());
+    EXPECT_FALSE(item.at("allowedActions").empty());
+  }
+  EXPECT_EQ(list("?includeManaged=false").parsed(), listed.parsed());
+  EXPECT_EQ(list("?includeManaged=maybe").status, 400);
+  EXPECT_EQ(list("", kTeamToken, "99").status, 404);
+  EXPECT_EQ(list("", "nope").status, 401);
+}
+
+TEST_F(StandinPreviewKeyTest, DeleteTakesTheKeyItsSecretOrItsNameAndThenRefusesIt) {
+  const std::string by_name = mintPreviewKey("by name");
+  const std::string by_key = mintPreviewKey("by key");
+  const std::string by_secret = mintPreviewKey("by secret");
+  for (const auto& key : {by_name, by_key, by_secret}) ASSERT_EQ(claim(key, "pr-2").status, 200);
+
+  for (const std::string& id : {std::string("by name"), by_key, secretOf(by_secret)}) {
+    HttpResult deleted = remove(json{{"id", id}}.dump());
+    EXPECT_EQ(deleted.status, 200) << deleted.body;
+    EXPECT_EQ(deleted.body, "");
+    HttpResult again = remove(json{{"id", id}}.dump());
+    EXPECT_EQ(again.status, 404);
+    EXPECT_EQ(again.parsed().at("code"), "DeployKeyNotFound");
+  }
+  for (const auto& key : {by_name, by_key, by_secret}) {
+    HttpResult refused = claim(key, "pr-2");
+    EXPECT_EQ(refused.status, 401);
+    EXPECT_EQ(refused.parsed().at("message"), "Invalid Convex preview deploy key");
+  }
+  EXPECT_EQ(list().parsed().at("items"), json::array());
+
+  // What the log keeps: the name, never the key or its secret.
+  json deletes = json::array();
+  for (const auto& request : server_->requests()) {
+    if (request.at("path") == "/v1/projects/1/delete_preview_deploy_key") deletes.push_back(request);
+  }
+  ASSERT_EQ(deletes.size(), 6u);
+  EXPECT_EQ(deletes[0].at("status"), 200);
+  EXPECT_EQ(deletes[0].at("preview_deploy_key"), (json{{"name", "by name"}, {"oauthDerived", false}}));
+  EXPECT_EQ(deletes[1].at("status"), 404);
+  const std::string log = server_->requests().dump();
+  for (const auto& key : {by_name, by_key, by_secret}) {
+    EXPECT_EQ(log.find(secretOf(key)), std::string::npos);
+  }
+}
+
+TEST_F(StandinPreviewKeyTest, DeleteBodyIsStrict) {
+  mintPreviewKey("ci");
+  EXPECT_EQ(remove(R"({"id":"ci","name":"ci"})").status, 400);
+  EXPECT_EQ(remove(R"({})").status, 400);
+  EXPECT_EQ(remove(R"({"id":7})").status, 400);
+  EXPECT_EQ(remove("not json").status, 400);
+  EXPECT_EQ(remove(R"({"id":"ci"})", "nope").status, 401);
+  EXPECT_EQ(remove(R"({"id":"ci"})", kTeamToken, "99").status, 404);
+  EXPECT_EQ(remove(R"({"id":"ci"})").status, 200);
+}
+
+TEST_F(StandinPreviewKeyTest, OAuthMintedKeysAreManagedAndDeletingOneRevokesTheGrant) {
+  HttpResult other = management("POST", "/v1/teams/1/create_project", R"({"projectName":"Other"})");
+  ASSERT_EQ(other.status, 200) << other.body;
+  const std::string other_id = std::to_string(other.parsed().at("id").get<int64_t>());
+  const std::string token = server_->mintOAuthToken(1);
+  const std::string oauth_key = mintPreviewKey("oauth previews", token);
+  EXPECT_EQ(secretOf(oauth_key), secretOf(token)) << "the key is the OAuth secret (reference §9.2)";
+  ASSERT_EQ(claim(oauth_key, "pr-3").status, 200);
+
+  // Managed keys only show when asked for; the project token sees only its project.
+  EXPECT_EQ(list("", token).parsed().at("items"), json::array());
+  const json managed = list("?includeManaged=true", token).parsed().at("items");
+  ASSERT_EQ(managed.size(), 1u);
+  EXPECT_EQ(managed[0].at("name"), "oauth previews");
+  EXPECT_EQ(managed[0].at("managedBy"), (json{{"oauthApp", "standin-oauth-app"}}));
+  EXPECT_EQ(list("", token, other_id).status, 404);
+  EXPECT_EQ(remove(R"({"id":"oauth previews"})", token, other_id).status, 404);
+
+  HttpResult deleted = remove(R"({"id":"oauth previews"})", token);
+  ASSERT_EQ(deleted.status, 200) << deleted.body;
+  EXPECT_EQ(claim(oauth_key, "pr-3").status, 401);
+  EXPECT_EQ(call("GET", "/v1/token_details", "", {{"Authorization", "Bearer " + token}}).status, 401)
+      << "deleting the OAuth-derived key revokes the grant";
+  bool logged = false;
+  for (const auto& request : server_->requests()) {
+    if (request.at("path") == "/v1/projects/1/delete_preview_deploy_key" && request.at("status") == 200) {
+      EXPECT_EQ(request.at("preview_deploy_key").at("oauthDerived"), true);
+      logged = true;
+    }
+  }
+  EXPECT_TRUE(logged);
+}
+
+TEST_F(StandinPreviewKeyTest, RoutesTakeInjectedFaults) {
+  const std::string key = mintPreviewKey("ci");
+  addFault({{"path", "/v1/projects/1/list_preview_deploy_keys"}, {"status", 503}});
+  EXPECT_EQ(list().status, 503);
+  EXPECT_EQ(list().status, 200);
+  // After handling: the key is gone although the client saw a 500.
+  addFault({{"path", "/v1/projects/1/delete_preview_deploy_key"}, {"status", 500}, {"after_handling", true}});
+  EXPECT_EQ(remove(R"({"id":"ci"})").status, 500);
+  EXPECT_EQ(claim(key, "pr-4").status, 401);
+  EXPECT_EQ(remove(R"({"id":"ci"})").status, 404);
 }
