@@ -35,9 +35,14 @@ std::optional<std::string> keyTargetConflict(const KeyInfo& key, Target target,
     case KeyKind::kInvalid:
       return "the deploy key is not a Convex deploy key (expected TYPE:NAME|SECRET)";
     case KeyKind::kPreviewKey:
-      return "preview deploy keys create preview deployments; this agent does not target previews yet";
+      return "a preview deploy key creates preview deployments: give preview=<name> with target=prod";
     case KeyKind::kProjectToken:
-      return "OAuth project tokens are not accepted as deploy keys yet; pass a deployment deploy key";
+      // The CLI pushes with it to the project's default prod (deploy) or the token's default dev
+      // (dev --once) deployment, which it provisions if needed.
+      if (!requested_deployment.empty()) {
+        return "an OAuth project token pushes to its project's default deployment; do not also give deployment=";
+      }
+      return std::nullopt;
     case KeyKind::kDeployment:
       break;
   }
