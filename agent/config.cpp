@@ -35,6 +35,7 @@ const std::vector<SettingSpec>& settingSpecs() {
       {"token-file", "DEPLOY_AGENT_TOKEN_FILE", "token_file", "file holding the agent's API token (or DEPLOY_AGENT_TOKEN)"},
       {"convex-url", "DEPLOY_AGENT_CONVEX_URL", "convex_url", "Convex cloud origin (default https://api.convex.dev)"},
       {"team-token-file", "CONVEX_TEAM_TOKEN_FILE", "team_token_file", "file holding a Convex team access token (or CONVEX_TEAM_TOKEN)"},
+      {"convex-team-id", "CONVEX_TEAM_ID", "convex_team_id", "team that create_project creates projects in (default: the token's team, from token_details)"},
       {"toolchain", "DEPLOY_AGENT_TOOLCHAIN", "toolchain", "folder made by scripts/setup.sh (default: found beside the binary)"},
       {"node", "DEPLOY_AGENT_NODE", "node", "Node.js >= 22 binary (default <toolchain>/bin/node)"},
       {"convex-cli", "DEPLOY_AGENT_CONVEX_CLI", "convex_cli", "convex/bin/main.js to run (default <toolchain>/node_modules/convex/bin/main.js)"},
@@ -476,6 +477,11 @@ ConfigResult resolveSettings(const ConfigInput& input) {
         s.env_passthrough_names.push_back(name);
       }
     }
+  }
+  if (auto v = lookup("convex-team-id")) {
+    int64_t team = 0;
+    parseNumber("convex-team-id", *v, int64_t{1}, team, errors);
+    s.convex_team_id = team;
   }
   if (auto v = lookup("deploy-key-actions")) {
     s.deploy_key_actions = *v == "all" ? std::vector<std::string>{} : splitList(*v);

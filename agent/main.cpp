@@ -16,6 +16,7 @@
 
 #include "api/api_server.h"
 #include "config.h"
+#include "jobs/cleanup_queue.h"
 #include "jobs/deploy_pipeline.h"
 #include "jobs/job_runner.h"
 #include "jobs/job_sandbox.h"
@@ -44,7 +45,15 @@ class DeployAgentApp : public Poco::Util::ServerApplication {
     da::Redactor redactor;
     redactor.addSecret(settings_.api_token);
     redactor.addSecret(settings_.team_token);
-    da::DeployPipeline pipeline(settings_, store, redactor);
+    // Deletions owed to the Convex cloud (minted keys, projects past their TTL), resumed from disk.
+    std::atomic<bool> stopping{false};
+    da::CleanupQueue cleanup(settings_.state_dir / "cleanups", settings_.team_token,
+                             da::managementApiCleanup(settings_, &stopping));
+    if (auto problem = cleanup.start(); !problem.empty()) {
+      spdlog::error("cannot keep pending deletions: {}", problem);
+      return EXIT_CANTCREAT;
+    }
+    da::DeployPipeline pipeline(settings_, store, redactor, &cleanup);
     da::JobRunner runner(settings_, store, pipeline);
     runner.start();
     da::api::ApiServer server({settings_, store, runner});
@@ -54,6 +63,8 @@ class DeployAgentApp : public Poco::Util::ServerApplication {
       spdlog::error("cannot listen on {}: {} (is the port in use? --listen HOST:0 picks a free port)",
                     da::api::formatHostPort(settings_.listen_host, settings_.listen_port), e.displayText());
       runner.stop();
+      stopping = true;
+      cleanup.stop();
       return EXIT_OSERR;
     }
     spdlog::info("Convex CLI {} via {}; Convex cloud {}; team token {}; state in {}",
@@ -65,6 +76,8 @@ class DeployAgentApp : public Poco::Util::ServerApplication {
     spdlog::info("stopping: running deploys are cancelled and reported as failed");
     server.stop();
     runner.stop();
+    stopping = true;
+    cleanup.stop();
     return EXIT_OK;
   }
 

@@ -3,9 +3,11 @@
 # bundle and print the final report.
 #
 # Target: the local Convex stand-in (tests/standin), unless real Convex credentials are
-# configured: CONVEX_TEAM_TOKEN plus DEPLOY_AGENT_DEPLOYMENT (the agent mints a deploy key),
-# or CONVEX_DEPLOY_KEY (sent as the Convex-Deploy-Key header). DEPLOY_AGENT_TARGET picks
-# dev or prod (default prod); DEPLOY_AGENT_APP another app folder (default examples/chat-app).
+# configured: CONVEX_TEAM_TOKEN plus DEPLOY_AGENT_DEPLOYMENT (the agent mints a deploy key) or
+# DEPLOY_AGENT_CREATE_PROJECT (the per-session flow: a new project that the agent deletes after
+# DEPLOY_AGENT_TTL_SECONDS, default 3600), or CONVEX_DEPLOY_KEY (sent as the Convex-Deploy-Key
+# header). Against the stand-in the per-session flow runs. DEPLOY_AGENT_TARGET picks dev or
+# prod (default prod); DEPLOY_AGENT_APP another app folder (default examples/chat-app).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +33,9 @@ HEADERS=()
 if [ -n "${CONVEX_DEPLOY_KEY:-}" ]; then
   echo "run: using CONVEX_DEPLOY_KEY against the Convex cloud"
   HEADERS+=(-H "Convex-Deploy-Key: $CONVEX_DEPLOY_KEY")
+elif [ -n "${CONVEX_TEAM_TOKEN:-}" ] && [ -n "${DEPLOY_AGENT_CREATE_PROJECT:-}" ]; then
+  echo "run: using CONVEX_TEAM_TOKEN to create project $DEPLOY_AGENT_CREATE_PROJECT on the Convex cloud"
+  QUERY="$QUERY&create_project=$DEPLOY_AGENT_CREATE_PROJECT&ttl_seconds=${DEPLOY_AGENT_TTL_SECONDS:-3600}"
 elif [ -n "${CONVEX_TEAM_TOKEN:-}" ] && [ -n "${DEPLOY_AGENT_DEPLOYMENT:-}" ]; then
   echo "run: using CONVEX_TEAM_TOKEN to deploy to $DEPLOY_AGENT_DEPLOYMENT on the Convex cloud"
   QUERY="$QUERY&deployment=$DEPLOY_AGENT_DEPLOYMENT"
@@ -43,8 +48,8 @@ else
   STANDIN_URL="$SERVER_URL"
   echo "run: stand-in at $STANDIN_URL"
   AGENT_ARGS+=(--convex-url "$STANDIN_URL")
-  if [ "$TARGET" = "prod" ]; then DEPLOYMENT=happy-otter-123; else DEPLOYMENT=brave-fox-456; fi
-  QUERY="$QUERY&deployment=$DEPLOYMENT"
+  # The per-session flow: a project of its own, deleted by the agent when its time is up.
+  QUERY="$QUERY&create_project=demo-session-$(date +%s)&ttl_seconds=${DEPLOY_AGENT_TTL_SECONDS:-600}"
   export CONVEX_TEAM_TOKEN="$STANDIN_TEAM_TOKEN"
   # The example's dependencies were cached by setup; prefer them over the registry.
   AGENT_ARGS+=(--npm-cache "$ROOT/toolchain/npm-cache")
@@ -75,4 +80,6 @@ if [ -n "${STANDIN_URL:-}" ]; then
 fi
 echo "run: final report (GET /v1/deploys/$ID):"
 echo "$REPORT"
+URL="$(printf '%s\n' "$REPORT" | grep -A3 '"deployment": {' | sed -n 's/.*"url": "\([^"]*\)".*/\1/p' | head -n1)"
+[ -z "$URL" ] || echo "run: the app's deployment URL (report .deployment.url): $URL"
 case "$REPORT" in *'"status": "succeeded"'*) exit 0 ;; *) exit 1 ;; esac

@@ -6,11 +6,15 @@
 #include <set>
 
 #include <Poco/Net/HTMLForm.h>
+#include <Poco/Net/MessageHeader.h>
+#include <Poco/Net/NameValueCollection.h>
+#include <Poco/Net/PartHandler.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
 #include <Poco/URI.h>
 #include <spdlog/spdlog.h>
 
+#include "api/deploy_options.h"
 #include "api/problem.h"
 #include "convex/deploy_key.h"
 #include "jobs/job_network.h"
@@ -26,6 +30,9 @@ using Poco::Net::HTTPServerResponse;
 namespace {
 
 constexpr const char* kDeployKeyHeader = "Convex-Deploy-Key";
+constexpr const char* kAccessTokenHeader = "Convex-Access-Token";
+constexpr const char* kAdminKeyHeader = "Convex-Admin-Key";
+constexpr size_t kMaxOptionsBytes = 256 * 1024;
 constexpr int kMaxWaitSeconds = 60;
 // The server has 32 threads (api_server.cpp). Past this many long polls at once, a GET answers
 // at once instead of waiting, so /healthz and new deploys are never starved of threads.
@@ -129,6 +136,164 @@ std::optional<uint64_t> receiveBody(HTTPServerRequest& request, const fs::path& 
   return total;
 }
 
+bool isMultipart(const std::string& content_type) {
+  std::string type = content_type.substr(0, content_type.find(';'));
+  for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return trim(type) == "multipart/form-data";
+}
+
+// A multipart body: the `bundle` file part streams to the upload file under the size limit;
+// the `options` part (JSON) is kept; anything else is refused.
+struct ReceivedForm {
+  bool bundle_received = false;  // false with no problem: over the limit
+  uint64_t bundle_bytes = 0;
+  std::string first_bytes;
+  std::string bundle_content_type;
+  std::optional<nlohmann::json> options_json;
+  std::optional<OptionsProblem> problem;
+};
+
+class BundlePartHandler : public Poco::Net::PartHandler {
+ public:
+  BundlePartHandler(const fs::path& path, uint64_t limit, ReceivedForm& form) : path_(path), limit_(limit), form_(form) {}
+
+  void handlePart(const Poco::Net::MessageHeader& header, std::istream& stream) override {
+    std::string disposition;
+    Poco::Net::NameValueCollection parameters;
+    Poco::Net::MessageHeader::splitParameters(header.get("Content-Disposition", ""), disposition, parameters);
+    const std::string name = parameters.get("name", "");
+    if (name == "options" && !form_.options_json && !form_.problem) {
+      // Sent as a file (some clients do for application/json parts): kept like the field.
+      std::string text;
+      char buffer[4096];
+      while (stream && text.size() <= kMaxOptionsBytes) {
+        stream.read(buffer, sizeof buffer);
+        text.append(buffer, static_cast<size_t>(stream.gcount()));
+      }
+      auto parsed = nlohmann::json::parse(text, nullptr, false);
+      if (text.size() > kMaxOptionsBytes || parsed.is_discarded()) {
+        form_.problem = OptionsProblem{400, "invalid_options", "the options part is not JSON of at most " +
+                                                                   std::to_string(kMaxOptionsBytes) + " bytes", "options"};
+      } else {
+        form_.options_json = std::move(parsed);
+      }
+      stream.ignore(std::numeric_limits<std::streamsize>::max());
+      return;
+    }
+    if (name != "bundle" || seen_bundle_) {
+      if (!form_.problem) {
+        form_.problem = OptionsProblem{400, "unexpected_part",
+                                       seen_bundle_ && name == "bundle" ? "the body has two bundle parts"
+                                                                        : "a file part named '" + name +
+                                                                              "' is not expected; send the archive as 'bundle'",
+                                       name.empty() ? "body" : name};
+      }
+      stream.ignore(std::numeric_limits<std::streamsize>::max());
+      return;
+    }
+    seen_bundle_ = true;
+    form_.bundle_content_type = header.get("Content-Type", "");
+    std::ofstream out(path_, std::ios::binary | std::ios::trunc);
+    char buffer[64 * 1024];
+    while (stream) {
+      stream.read(buffer, sizeof buffer);
+      const auto got = static_cast<size_t>(stream.gcount());
+      if (got == 0) break;
+      form_.bundle_bytes += got;
+      if (form_.bundle_bytes > limit_) {
+        over_limit_ = true;
+        stream.ignore(std::numeric_limits<std::streamsize>::max());
+        return;
+      }
+      if (form_.first_bytes.size() < 512) {
+        form_.first_bytes.append(buffer, std::min<size_t>(got, 512 - form_.first_bytes.size()));
+      }
+      out.write(buffer, static_cast<std::streamsize>(got));
+    }
+    out.flush();
+    if (!out) throw std::runtime_error("cannot write the upload to " + path_.string());
+    form_.bundle_received = true;
+  }
+
+  bool sawBundle() const { return seen_bundle_; }
+  bool overLimit() const { return over_limit_; }
+
+ private:
+  fs::path path_;
+  uint64_t limit_;
+  ReceivedForm& form_;
+  bool seen_bundle_ = false;
+  bool over_limit_ = false;
+};
+
+ReceivedForm receiveMultipart(HTTPServerRequest& request, const fs::path& upload, uint64_t max_bytes) {
+  ReceivedForm form;
+  BundlePartHandler handler(upload, max_bytes, form);
+  Poco::Net::HTMLForm fields;
+  fields.setFieldLimit(8);
+  fields.setValueLengthLimit(static_cast<int>(kMaxOptionsBytes));
+  try {
+    fields.load(request, request.stream(), handler);
+  } catch (const Poco::Exception& e) {
+    form.problem = OptionsProblem{400, "invalid_multipart", "the multipart body cannot be read: " + e.message() +
+                                                               " (options part at most " + std::to_string(kMaxOptionsBytes) +
+                                                               " bytes, at most 8 parts)", "body"};
+    return form;
+  }
+  if (form.problem) return form;
+  if (handler.overLimit()) return form;
+  if (!handler.sawBundle()) {
+    form.problem = OptionsProblem{400, "missing_bundle",
+                                  "the multipart body has no file part named 'bundle' (with a filename) holding the archive",
+                                  "bundle"};
+    return form;
+  }
+  // HTMLForm also holds the query string's parameters: those are not parts.
+  std::multiset<std::pair<std::string, std::string>> from_query;
+  for (const auto& parameter : Poco::URI(request.getURI()).getQueryParameters()) from_query.insert(parameter);
+  for (const auto& [name, value] : fields) {
+    if (auto it = from_query.find({name, value}); it != from_query.end()) {
+      from_query.erase(it);
+      continue;
+    }
+    if (name != "options") {
+      form.problem = OptionsProblem{400, "unexpected_part",
+                                    name == "bundle" ? "the bundle part must be a file part (with a filename), not a field"
+                                                     : "a part named '" + name + "' is not expected (bundle, options)",
+                                    name};
+      return form;
+    }
+    if (form.options_json) {
+      form.problem = OptionsProblem{400, "unexpected_part", "the body has two options parts", "options"};
+      return form;
+    }
+    auto parsed = nlohmann::json::parse(value, nullptr, false);
+    if (parsed.is_discarded()) {
+      form.problem = OptionsProblem{400, "invalid_options", "the options part is not valid JSON", "options"};
+      return form;
+    }
+    form.options_json = std::move(parsed);
+  }
+  return form;
+}
+
+// A caller's deploy key must fit the target it is used for (see convex::keyTargetConflict).
+std::optional<OptionsProblem> keyConflict(const DeployOptions& options, const CallerCredentials& credentials) {
+  if (credentials.deploy_key.empty() || !options.target) return std::nullopt;
+  const auto info = convex::classifyKey(credentials.deploy_key);
+  if (!options.preview.empty()) {
+    if (info.kind != convex::KeyKind::kPreviewKey) {
+      return OptionsProblem{422, "deploy_key_conflict", "preview needs a preview deploy key (preview:<team>:<project>|...)",
+                            "Convex-Deploy-Key"};
+    }
+    return std::nullopt;
+  }
+  if (auto conflict = convex::keyTargetConflict(info, *options.target, options.deployment)) {
+    return OptionsProblem{422, "deploy_key_conflict", *conflict, "Convex-Deploy-Key"};
+  }
+  return std::nullopt;
+}
+
 Problem intakeProblem(const bundle::IntakeError& error) {
   Problem problem;
   if (error.reason == "io_error" || error.reason == "internal_error" || error.reason == "invalid_destination") {
@@ -188,49 +353,26 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
                     nlohmann::json extra = nlohmann::json::object()) {
     sendProblem(response, Problem{status, std::move(reason), std::move(title), std::move(detail), std::move(extra)});
   };
+  auto refuseOptions = [&](const OptionsProblem& problem) {
+    const char* title = problem.status == 422 ? "The request cannot be carried out" : "Invalid deploy options";
+    sendProblem(response, Problem{problem.status, problem.reason, title, problem.detail,
+                                  problem.field.empty() ? nlohmann::json::object() : nlohmann::json{{"field", problem.field}}});
+  };
 
-  // 1. Options, all checked before a byte of the body is read.
-  for (const auto& [name, value] : params.all()) {
-    if (name != "target" && name != "deployment" && name != "typecheck") {
-      return refuse(400, "unknown_parameter", "Unknown query parameter",
-                    "'" + name + "' is not a parameter of POST /v1/deploys (target, deployment, typecheck)",
-                    {{"field", name}});
+  // 1. Options, all checked before a byte of the body is read (a multipart body's JSON options
+  //    part is checked again, merged, once it has arrived).
+  DeployOptions options;
+  if (auto problem = optionsFromQuery(params.all(), options)) return refuseOptions(*problem);
+  CallerCredentials credentials;
+  credentials.deploy_key = trim(request.get(kDeployKeyHeader, ""));
+  credentials.access_token = trim(request.get(kAccessTokenHeader, ""));
+  credentials.admin_key = trim(request.get(kAdminKeyHeader, ""));
+  const bool multipart = isMultipart(request.getContentType());
+  if (!multipart) {
+    if (auto problem = checkTargeting(options, credentials, !settings.team_token.empty())) {
+      return refuseOptions(*problem);
     }
-  }
-  auto target = parseTarget(params.get("target"));
-  if (!target) {
-    return refuse(400, "invalid_target", "Invalid target",
-                  params.has("target") ? "target must be 'dev' or 'prod'" : "target is required: 'dev' or 'prod'",
-                  {{"field", "target"}});
-  }
-  const std::string deployment = params.get("deployment");
-  if (params.has("deployment") && !convex::isValidDeploymentName(deployment)) {
-    return refuse(400, "invalid_deployment", "Invalid deployment name",
-                  "deployment must be 1-64 characters of a-z, 0-9 and '-', like 'happy-otter-123'",
-                  {{"field", "deployment"}});
-  }
-  const std::string typecheck = params.get("typecheck", "try");
-  if (typecheck != "try" && typecheck != "enable" && typecheck != "disable") {
-    return refuse(400, "invalid_typecheck", "Invalid typecheck", "typecheck must be try, enable or disable",
-                  {{"field", "typecheck"}});
-  }
-  const std::string deploy_key = trim(request.get(kDeployKeyHeader, ""));
-  if (!deploy_key.empty()) {
-    auto conflict = convex::keyTargetConflict(convex::classifyKey(deploy_key), *target, deployment);
-    if (conflict) {
-      return refuse(422, "deploy_key_conflict", "The deploy key does not fit the request", *conflict,
-                    {{"field", kDeployKeyHeader}});
-    }
-  } else if (deployment.empty()) {
-    return refuse(400, "missing_deployment", "No deployment to deploy to",
-                  std::string("give deployment=<name> (the agent mints a key with its team token) or a ") +
-                      kDeployKeyHeader + " header",
-                  {{"field", "deployment"}});
-  } else if (settings.team_token.empty()) {
-    return refuse(422, "deploy_key_unavailable", "No way to obtain a deploy key",
-                  std::string("the agent has no Convex team token configured (CONVEX_TEAM_TOKEN or "
-                              "--team-token-file); send a ") + kDeployKeyHeader + " header instead",
-                  {{"field", kDeployKeyHeader}});
+    if (auto problem = keyConflict(options, credentials)) return refuseOptions(*problem);
   }
   const uint64_t max_bytes = settings.intake_limits.max_archive_bytes;
   if (request.hasContentLength() && request.getContentLength64() > static_cast<int64_t>(max_bytes)) {
@@ -267,7 +409,29 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
   fs::create_directories(job_dir / "work");
   const fs::path upload = job_dir / "bundle.upload";
   std::string first_bytes;
-  auto received = receiveBody(request, upload, max_bytes, first_bytes);
+  std::string bundle_content_type = request.getContentType();
+  std::optional<uint64_t> received;
+  if (multipart) {
+    auto form = receiveMultipart(request, upload, max_bytes);
+    if (form.problem) return refuseOptions(*form.problem);
+    if (!form.bundle_received) {
+      return refuse(413, "too_large", "The bundle exceeds a limit",
+                    "the bundle part is larger than the limit of " + std::to_string(max_bytes) + " bytes",
+                    {{"limit", "max_archive_bytes"}});
+    }
+    received = form.bundle_bytes;
+    first_bytes = std::move(form.first_bytes);
+    bundle_content_type = form.bundle_content_type;
+    if (form.options_json) {
+      if (auto problem = mergeJsonOptions(*form.options_json, options)) return refuseOptions(*problem);
+    }
+    if (auto problem = checkTargeting(options, credentials, !settings.team_token.empty())) {
+      return refuseOptions(*problem);
+    }
+    if (auto problem = keyConflict(options, credentials)) return refuseOptions(*problem);
+  } else {
+    received = receiveBody(request, upload, max_bytes, first_bytes);
+  }
   if (!received) {
     return refuse(413, "too_large", "The bundle exceeds a limit",
                   "the body is larger than the limit of " + std::to_string(max_bytes) + " bytes",
@@ -275,7 +439,7 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
   }
   // A connection that dropped mid-upload ends the body early; a tar cut on a block boundary
   // or a zip with its directory intact could still unpack, and would push part of an app.
-  if (request.hasContentLength() && *received != static_cast<uint64_t>(request.getContentLength64())) {
+  if (!multipart && request.hasContentLength() && *received != static_cast<uint64_t>(request.getContentLength64())) {
     return refuse(400, "incomplete_body", "The upload was cut short",
                   "received " + std::to_string(*received) + " of the " +
                       std::to_string(request.getContentLength64()) +
@@ -286,11 +450,11 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
     return refuse(400, "empty_body", "Empty body", "the request body must be the bundle archive",
                   {{"field", "body"}});
   }
-  const auto format = bundle::detectFormat(request.getContentType(), first_bytes);
+  const auto format = bundle::detectFormat(bundle_content_type, first_bytes);
   if (format == bundle::Format::kUnknown) {
     return refuse(415, "unsupported_format", "Unsupported bundle format",
                   "the body is not a gzip'd tar, tar or zip archive (Content-Type '" +
-                      request.getContentType() + "' and the first bytes say neither)",
+                      bundle_content_type + "' and the first bytes say neither)",
                   {{"field", "body"}});
   }
   auto extracted = bundle::extractArchive(upload, format, job_dir / "work" / "bundle", settings.intake_limits);
@@ -301,9 +465,12 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
   // 3. Accept: the report exists before the job is queued, so a worker always finds it.
   DeployReport report;
   report.id = id;
-  report.target = *target;
+  report.target = *options.target;
   // A caller's key names its deployment; the report says so from the start.
-  report.deployment_name = deployment.empty() ? convex::classifyKey(deploy_key).deployment_name : deployment;
+  report.deployment_name = options.deployment.empty() ? convex::classifyKey(credentials.deploy_key).deployment_name
+                                                      : options.deployment;
+  if (!options.self_hosted_url.empty()) report.deployment_url = options.self_hosted_url;
+  for (const auto& [name, value] : options.env) report.env_names.push_back(name);
   report.created_at_ms = nowUnixMillis();
   report.cli_version = settings.toolchain.convex_cli_version;
   report.sandbox_tier = sandbox::tierName(settings.sandbox.tier);
@@ -332,18 +499,26 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
 
   DeployJob job;
   job.id = id;
-  job.target = *target;
-  job.deployment_name = deployment;
-  job.deploy_key = deploy_key;
+  job.target = *options.target;
+  job.deployment_name = options.deployment;
+  job.deploy_key = credentials.deploy_key;
+  job.access_token = credentials.access_token;
+  job.admin_key = credentials.admin_key;
+  job.project_id = options.project_id;
+  job.create_project = options.create_project;
+  job.ttl_seconds = options.ttl_seconds;
+  job.preview = options.preview;
+  job.self_hosted_url = options.self_hosted_url;
+  job.env = options.env;
   job.job_dir = job_dir;
   job.app_dir = inspected.app->app_root;
-  job.typecheck = typecheck;
+  job.typecheck = options.typecheck;
   if (!context_.runner.submit(std::move(job))) {
     context_.store.discard(id);
     return refuseQueueFull();
   }
   accepted = true;
-  spdlog::info("deploy {} accepted: target {}, {} bytes {}", id, targetName(*target), *received,
+  spdlog::info("deploy {} accepted: target {}, {} bytes {}", id, targetName(*options.target), *received,
                bundle::formatName(format));
   const std::string location = "/v1/deploys/" + id;
   response.set("Location", location);

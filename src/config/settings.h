@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,9 @@ struct Settings {
   // resolved here or on the public registry are accepted at intake.
   std::string npm_registry = bundle::kPublicNpmRegistry;
 
+  // The team create_project creates in; unset: the team of the token (token_details), one API
+  // call per created project.
+  std::optional<int64_t> convex_team_id;
   // Least privilege for minted keys; the Management API's default would be full access.
   std::vector<std::string> deploy_key_actions = {"deployment:deploy"};
   std::chrono::minutes deploy_key_ttl{60};  // the API requires at least 30 minutes

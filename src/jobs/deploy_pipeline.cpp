@@ -1,5 +1,6 @@
 #include "jobs/deploy_pipeline.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sys/resource.h>
 
@@ -9,6 +10,7 @@
 #include "convex/deploy_key.h"
 #include "convex/management_client.h"
 #include "convex/version_fit.h"
+#include "jobs/cleanup_queue.h"
 #include "jobs/job_network.h"
 #include "jobs/job_sandbox.h"
 #include "sandbox/process.h"
@@ -21,6 +23,15 @@ namespace fs = std::filesystem;
 struct DeployPipeline::PhaseResult {
   std::optional<DeployError> error;
   bool ok() const { return !error.has_value(); }
+};
+
+struct DeployPipeline::PushTarget {
+  std::string key;              // CONVEX_DEPLOY_KEY, or the admin key of a self-hosted backend
+  bool self_hosted = false;
+  std::string deployment_name;  // when known before the push
+  std::string deployment_url;   // when known before the push
+  std::string management_token; // the token of this job's Management API calls (secret)
+  std::string key_cleanup_id;   // the pending deletion of a minted key
 };
 
 namespace {
@@ -189,12 +200,19 @@ std::optional<DeployError> errorForRunFailure(const sandbox::RunResult& run,
 
 }  // namespace
 
-DeployPipeline::DeployPipeline(const Settings& settings, JobStore& store, const Redactor& redactor)
-    : settings_(settings), store_(store), redactor_(redactor) {}
+DeployPipeline::DeployPipeline(const Settings& settings, JobStore& store, const Redactor& redactor,
+                               CleanupQueue* cleanup)
+    : settings_(settings), store_(store), redactor_(redactor), cleanup_(cleanup) {}
 
 void DeployPipeline::run(const DeployJob& job, const std::atomic<bool>& cancel) const {
   Redactor redactor = redactor_;  // this job's secrets stay in this job's copy
-  if (!job.deploy_key.empty()) redactor.addSecret(job.deploy_key);
+  for (const std::string* secret : {&job.deploy_key, &job.access_token, &job.admin_key}) {
+    if (!secret->empty()) redactor.addSecret(*secret);
+  }
+  for (const auto& [name, value] : job.env) {
+    if (value.size() >= 4) redactor.addSecret(value);  // shorter values would redact ordinary words
+  }
+  PushTarget target;
 
   DeployReport report = store_.get(job.id).value();
   report.status = DeployStatus::kRunning;
@@ -204,8 +222,23 @@ void DeployPipeline::run(const DeployJob& job, const std::atomic<bool>& cancel) 
   std::optional<JobSandbox> job_sandbox;
   auto finish = [&](std::optional<DeployError> error) {
     job_sandbox.reset();  // unmounts the job volume: its content goes with it
+    // The minted key is deleted now, whatever the outcome; a retryable failure is left to the
+    // cleanup queue (persisted: a restart resumes it).
+    if (cleanup_ && !target.key_cleanup_id.empty()) {
+      std::string detail;
+      const CleanupResult deleted = cleanup_->runNow(target.key_cleanup_id, detail);
+      report.deploy_key_deleted = deleted == CleanupResult::kDone;
+      if (deleted == CleanupResult::kRetryLater) {
+        cleanup_->dueNow(target.key_cleanup_id);
+        report.warnings.push_back("the minted deploy key is not deleted yet (" + detail + "); the agent keeps retrying");
+      } else if (deleted == CleanupResult::kGaveUp) {
+        report.warnings.push_back("the minted deploy key could not be deleted: " + detail);
+      }
+    }
     report.status = error ? DeployStatus::kFailed : DeployStatus::kSucceeded;
     if (error) error->message = redactor.redact(error->message);
+    // The same request may succeed once the agent is back.
+    if (error && (error->reason == "agent_stopped" || error->reason == "agent_restarted")) error->retryable = true;
     report.error = error;
     if (!error) report.phase = "done";  // a failed report keeps the phase that failed
     report.finished_at_ms = nowUnixMillis();
@@ -232,17 +265,18 @@ void DeployPipeline::run(const DeployJob& job, const std::atomic<bool>& cancel) 
       return finish(DeployError{"sandbox_setup_failed", e.what()});
     }
 
-    // The key first: one API call that fails fast on a bad token or deployment name,
-    // before npm spends seconds installing (a minted key lives far longer than an install).
-    std::string key = job.deploy_key;
-    auto keyed = obtainDeployKey(job, report, key, cancel);
-    if (!keyed.ok()) return finish(keyed.error);
-    redactor.addSecret(key);
+    // The target first: API calls that fail fast on a bad token or deployment name, before npm
+    // spends seconds installing (a minted key lives far longer than an install).
+    auto targeted = resolveTarget(job, report, target, redactor, cancel);
+    if (!targeted.ok()) return finish(targeted.error);
 
     auto installed = install(job, *job_sandbox, report, redactor, cancel);
     if (!installed.ok()) return finish(installed.error);
 
-    auto pushed = push(job, *job_sandbox, report, key, redactor, cancel);
+    auto environment = setEnvironment(job, report, target, cancel);
+    if (!environment.ok()) return finish(environment.error);
+
+    auto pushed = push(job, *job_sandbox, report, target, redactor, cancel);
     finish(pushed.error);
   } catch (const std::exception& e) {
     finish(DeployError{"internal_error", e.what()});
@@ -298,11 +332,53 @@ DeployPipeline::PhaseResult DeployPipeline::install(const DeployJob& job, const 
   return {};
 }
 
-DeployPipeline::PhaseResult DeployPipeline::obtainDeployKey(const DeployJob& job,
-                                                            DeployReport& report,
-                                                            std::string& key,
-                                                            const std::atomic<bool>& cancel) const {
-  if (!key.empty()) {
+namespace {
+
+// OAuth tokens come back from create_deploy_key as the deploy key itself: deleting that "key"
+// would revoke the user's grant (reference: convex-management-api.md, OAuth-minted keys).
+bool isOAuthToken(const std::string& token) {
+  return token.rfind("team:", 0) == 0 || token.rfind("project:", 0) == 0;
+}
+
+// A failed Management API call as the report's error: Convex's code and message, and whether
+// the same request may succeed later.
+DeployError apiError(const std::string& reason, const std::string& what, const convex::ApiError& e) {
+  if (e.reason == "cancelled") return DeployError{"agent_stopped", "the agent stopped while " + what};
+  std::string detail = e.code.empty() ? e.message : e.code + ": " + e.message;
+  DeployError error{reason, what + " failed (" + e.reason + (e.http_status ? ", HTTP " + std::to_string(e.http_status) : "") +
+                                "): " + detail};
+  error.code = e.code;
+  // A call that may have taken effect was not repeated here, but the caller may send the whole
+  // deploy again: the agent finds or deletes what the first attempt left.
+  error.retryable = e.retryable || e.ambiguous;
+  return error;
+}
+
+template <typename Result>
+void countCall(DeployReport& report, const std::string& call, const Result& result) {
+  ApiCallReport entry;
+  entry.call = call;
+  entry.attempts = result.attempts;
+  for (const auto& outcome : result.outcomes) entry.outcomes.push_back(outcome.describe());
+  entry.ok = !result.error.has_value();
+  report.api_calls.push_back(std::move(entry));
+}
+
+}  // namespace
+
+DeployPipeline::PhaseResult DeployPipeline::resolveTarget(const DeployJob& job, DeployReport& report, PushTarget& target,
+                                                          Redactor& redactor, const std::atomic<bool>& cancel) const {
+  if (!job.self_hosted_url.empty()) {
+    target.key = job.admin_key;
+    target.self_hosted = true;
+    target.deployment_url = job.self_hosted_url;
+    report.key_source = "admin_key";
+    report.deployment_url = job.self_hosted_url;
+    return {};
+  }
+  if (!job.preview.empty()) return resolvePreview(job, report, target, redactor, cancel);
+  if (!job.deploy_key.empty()) {
+    target.key = job.deploy_key;
     report.key_source = "header";
     return {};
   }
@@ -310,47 +386,277 @@ DeployPipeline::PhaseResult DeployPipeline::obtainDeployKey(const DeployJob& job
   report.key_source = "management_api";
   store_.put(report);
   const auto started = Clock::now();
+  target.management_token = job.access_token.empty() ? settings_.team_token : job.access_token;
+  const bool caller_token = !job.access_token.empty();
 
-  // The proxy and certificates the CLI gets, so this call works wherever the CLI's does.
   convex::HttpOptions http = convex::httpOptionsFromEnvironment(settings_.env_passthrough, settings_.convex_url);
   http.cancel = &cancel;
-  convex::ManagementClient client(settings_.convex_url, settings_.team_token, http);
+  convex::ManagementClient client(settings_.convex_url, target.management_token, http);
+  std::string deployment = job.deployment_name;
+
+  if (!job.create_project.empty()) {
+    // The configured team applies to the configured token only: a caller's token has its own.
+    std::optional<int64_t> team_id = caller_token ? std::nullopt : settings_.convex_team_id;
+    if (!team_id) {
+      auto details = client.tokenDetails();
+      countCall(report, "token_details", details);
+      if (details.error) return {apiError("project_unavailable", "reading the token's team", *details.error)};
+      if (!details.details->team_id) {
+        return {DeployError{"project_unavailable", "create_project needs a team token; this token is a '" +
+                                                       details.details->kind + "' and names no team"}};
+      }
+      team_id = details.details->team_id;
+    }
+    const int64_t team = *team_id;
+    const std::string type = targetName(job.target);
+    auto created = client.createProject(team, job.create_project, type);
+    countCall(report, "create_project", created);
+    std::optional<int64_t> project_id;
+    std::string slug;
+    if (created.project) {
+      project_id = created.project->project_id;
+      slug = created.project->slug;
+      if (created.project->deployment_name) deployment = *created.project->deployment_name;
+      if (created.project->deployment_url) target.deployment_url = *created.project->deployment_url;
+    } else if (created.error && created.error->ambiguous) {
+      // The create may have happened: find it by name before ever creating another.
+      auto found = client.findProjectsByName(team, job.create_project);
+      countCall(report, "find_project", found);
+      if (found.error) return {apiError("project_unavailable", "looking up the project after an unanswered create", *found.error)};
+      if (found.projects.size() > 1 || !found.complete) {
+        return {DeployError{"project_unavailable", "create_project got no answer, and " +
+                                                       std::to_string(found.projects.size()) +
+                                                       " projects of that name exist: not creating another"}};
+      }
+      if (found.projects.size() == 1) {
+        project_id = found.projects[0].id;
+        slug = found.projects[0].slug;
+      } else {
+        auto again = client.createProject(team, job.create_project, type);
+        countCall(report, "create_project", again);
+        if (!again.project) return {apiError("project_unavailable", "creating the project", *again.error)};
+        project_id = again.project->project_id;
+        slug = again.project->slug;
+        if (again.project->deployment_name) deployment = *again.project->deployment_name;
+        if (again.project->deployment_url) target.deployment_url = *again.project->deployment_url;
+      }
+    } else {
+      return {apiError("project_unavailable", "creating the project", *created.error)};
+    }
+    ProjectReport project;
+    project.id = *project_id;
+    project.name = job.create_project;
+    project.slug = slug;
+    project.created = true;
+    if (job.ttl_seconds) {
+      project.expires_at_ms = nowUnixMillis() + *job.ttl_seconds * 1000;
+      if (cleanup_) {
+        CleanupTask task;
+        task.kind = "project";
+        task.project_id = *project_id;
+        task.job_id = job.id;
+        task.due_at_ms = project.expires_at_ms;
+        std::string error;
+        if (!cleanup_->add(task, caller_token ? target.management_token : "", error)) {
+          report.warnings.push_back("the project's deletion could not be stored (" + error +
+                                    "): delete project " + std::to_string(*project_id) + " yourself");
+        } else if (caller_token) {
+          report.warnings.push_back("the project's deletion uses the request's Convex-Access-Token, which the agent "
+                                    "never stores: a restart of the agent before it is due forgets it");
+        }
+      }
+    }
+    report.project = project;
+    store_.put(report);
+    if (deployment.empty()) {
+      auto found = client.defaultDeployment(*project_id, type);
+      countCall(report, "default_deployment", found);
+      if (found.error) return {apiError("deployment_unavailable", "finding the new project's deployment", *found.error)};
+      deployment = found.deployment->name;
+      target.deployment_url = found.deployment->deployment_url;
+    }
+  } else if (job.project_id) {
+    auto found = client.defaultDeployment(*job.project_id, targetName(job.target));
+    countCall(report, "default_deployment", found);
+    if (found.error) {
+      return {apiError("deployment_unavailable",
+                       std::string("finding project ") + std::to_string(*job.project_id) + "'s default " +
+                           targetName(job.target) + " deployment",
+                       *found.error)};
+    }
+    deployment = found.deployment->name;
+    target.deployment_url = found.deployment->deployment_url;
+    ProjectReport project;
+    project.id = *job.project_id;
+    report.project = project;
+  }
+  report.deployment_name = deployment;
+  if (!target.deployment_url.empty()) report.deployment_url = target.deployment_url;
+  target.deployment_name = deployment;
+
+  // A key for the deployment, deleted when the job ends. Its deletion is stored before the key
+  // exists; an OAuth token's "key" is the grant itself and is never deleted.
   convex::DeployKeyRequest request;
-  request.deployment_name = job.deployment_name;
+  request.deployment_name = deployment;
   request.key_name = "deploy-agent " + job.id;
   request.allowed_actions = settings_.deploy_key_actions;
+  // The same key sets the job's env vars, so the Management API token never goes to the
+  // deployment; it gets that right only when the job has env vars to set.
+  if (!job.env.empty() &&
+      std::find(request.allowed_actions.begin(), request.allowed_actions.end(), "deployment:env:write") ==
+          request.allowed_actions.end()) {
+    request.allowed_actions.push_back("deployment:env:write");
+  }
   request.expires_at_ms =
       nowUnixMillis() + std::chrono::duration_cast<std::chrono::milliseconds>(settings_.deploy_key_ttl).count();
+  if (cleanup_ && !isOAuthToken(target.management_token)) {
+    CleanupTask task;
+    task.kind = "deploy_key";
+    task.deployment = deployment;
+    task.key_name = request.key_name;
+    task.job_id = job.id;
+    task.due_at_ms = *request.expires_at_ms;  // at the latest; made due at the end of the job
+    std::string error;
+    if (!cleanup_->add(task, caller_token ? target.management_token : "", error)) {
+      return {DeployError{"state_unwritable", "the minted key's deletion could not be stored, so no key was minted: " + error}};
+    }
+    target.key_cleanup_id = task.id;
+  }
   auto minted = client.createDeployKey(request);
+  countCall(report, "create_deploy_key", minted);
   report.timings_ms["deploy_key"] = millisSince(started);
-  if (minted.error && minted.error->reason == "cancelled") {
-    return {DeployError{"agent_stopped", "the agent stopped while a deploy key was being minted"}};
-  }
   if (minted.error) {
-    const auto& e = *minted.error;
-    std::string detail = e.code.empty() ? e.message : e.code + ": " + e.message;
-    return {DeployError{"deploy_key_unavailable",
-                        "the Management API did not mint a deploy key for '" + job.deployment_name +
-                            "' (" + e.reason + (e.http_status ? ", HTTP " + std::to_string(e.http_status) : "") +
-                            "): " + detail}};
+    if (minted.error->reason == "cancelled") {
+      return {DeployError{"agent_stopped", "the agent stopped before a deploy key for '" + deployment + "' was minted"}};
+    }
+    DeployError error = apiError("deploy_key_unavailable", "minting a deploy key for '" + deployment + "'", *minted.error);
+    error.message = "the Management API did not mint a deploy key for '" + deployment + "': " + error.message;
+    return {error};
   }
-  key = *minted.deploy_key;
-  auto info = convex::classifyKey(key);
-  if (auto conflict = convex::keyTargetConflict(info, job.target, job.deployment_name)) {
+  target.key = *minted.deploy_key;
+  redactor.addSecret(target.key);
+  auto info = convex::classifyKey(target.key);
+  if (auto conflict = convex::keyTargetConflict(info, job.target, deployment)) {
     return {DeployError{"deploy_key_conflict", "the minted key cannot be used: " + *conflict}};
   }
   return {};
 }
 
+DeployPipeline::PhaseResult DeployPipeline::resolvePreview(const DeployJob& job, DeployReport& report,
+                                                           PushTarget& target, Redactor& redactor,
+                                                           const std::atomic<bool>& cancel) const {
+  report.phase = "deploy_key";
+  store_.put(report);
+  const auto started = Clock::now();
+  convex::HttpOptions http = convex::httpOptionsFromEnvironment(settings_.env_passthrough, settings_.convex_url);
+  http.cancel = &cancel;
+
+  std::string preview_key = job.deploy_key;
+  report.key_source = "header";
+  if (preview_key.empty()) {
+    // project=<id>: a preview deploy key of the project, minted for this job and deleted at its
+    // end like any minted key (never one an OAuth token minted: that is the user's grant).
+    report.key_source = "management_api";
+    target.management_token = job.access_token.empty() ? settings_.team_token : job.access_token;
+    const bool caller_token = !job.access_token.empty();
+    convex::ManagementClient client(settings_.convex_url, target.management_token, http);
+    const std::string key_name = "deploy-agent " + job.id;
+    const int64_t expires_at_ms =
+        nowUnixMillis() + std::chrono::duration_cast<std::chrono::milliseconds>(settings_.deploy_key_ttl).count();
+    if (cleanup_ && !isOAuthToken(target.management_token)) {
+      CleanupTask task;
+      task.kind = "preview_deploy_key";
+      task.project_id = *job.project_id;
+      task.key_name = key_name;
+      task.job_id = job.id;
+      task.due_at_ms = expires_at_ms;
+      std::string error;
+      if (!cleanup_->add(task, caller_token ? target.management_token : "", error)) {
+        return {DeployError{"state_unwritable",
+                            "the minted preview deploy key's deletion could not be stored, so none was minted: " + error}};
+      }
+      target.key_cleanup_id = task.id;
+    }
+    auto minted = client.createPreviewDeployKey(*job.project_id, key_name, expires_at_ms);
+    countCall(report, "create_preview_deploy_key", minted);
+    if (minted.error) {
+      if (minted.error->reason == "cancelled") {
+        return {DeployError{"agent_stopped", "the agent stopped before a preview deploy key was minted"}};
+      }
+      return {apiError("deploy_key_unavailable",
+                       "minting a preview deploy key for project " + std::to_string(*job.project_id), *minted.error)};
+    }
+    preview_key = *minted.preview_deploy_key;
+    redactor.addSecret(preview_key);
+    ProjectReport project;
+    project.id = *job.project_id;
+    report.project = project;
+  }
+
+  // The agent claims the preview itself (what `convex deploy --preview-create` would do), so the
+  // push that follows may reach that one deployment and nothing else. reuse=false replaces a
+  // preview of the same name, as --preview-create does; after an unanswered claim, a second one
+  // with reuse=true takes the deployment that claim made instead of replacing it again.
+  auto claimed = convex::claimPreviewDeployment(settings_.convex_url, preview_key, job.preview, false, http);
+  countCall(report, "claim_preview_deployment", claimed);
+  if (!claimed.preview && claimed.error && claimed.error->ambiguous) {
+    claimed = convex::claimPreviewDeployment(settings_.convex_url, preview_key, job.preview, true, http);
+    countCall(report, "claim_preview_deployment", claimed);
+  }
+  report.timings_ms["deploy_key"] = millisSince(started);
+  if (!claimed.preview) {
+    return {apiError("preview_unavailable", "claiming the preview deployment '" + job.preview + "'", *claimed.error)};
+  }
+  const convex::ClaimedPreview& preview = *claimed.preview;
+  redactor.addSecret(preview.admin_key);
+  target.key = preview.admin_key;
+  target.deployment_name = preview.deployment_name;
+  target.deployment_url = preview.instance_url;
+  report.deployment_name = preview.deployment_name;
+  report.deployment_url = preview.instance_url;
+  report.preview = PreviewReport{job.preview, preview.reference, preview.is_new};
+  return {};
+}
+
+DeployPipeline::PhaseResult DeployPipeline::setEnvironment(const DeployJob& job, DeployReport& report,
+                                                           const PushTarget& target, const std::atomic<bool>& cancel) const {
+  if (job.env.empty()) return {};
+  report.phase = "env";
+  store_.put(report);
+  const auto started = Clock::now();
+  std::string url = target.deployment_url;
+  convex::HttpOptions provision_http = convex::httpOptionsFromEnvironment(settings_.env_passthrough, settings_.convex_url);
+  provision_http.cancel = &cancel;
+  if (url.empty()) {
+    auto located = convex::deploymentUrlForKey(settings_.convex_url, target.key, provision_http);
+    countCall(report, "url_for_key", located);
+    if (located.error) return {apiError("env_failed", "finding the deployment to set its environment variables", *located.error)};
+    url = *located.url;
+  }
+  std::vector<convex::EnvVarChange> changes;
+  for (const auto& [name, value] : job.env) changes.push_back({name, value});
+  convex::HttpOptions http = convex::httpOptionsFromEnvironment(settings_.env_passthrough, url);
+  http.cancel = &cancel;
+  // The key the push uses: a minted key (granted deployment:env:write for this), a caller's key
+  // (which needs that action), a preview's or a self-hosted backend's admin key. The Management
+  // API token never goes to the deployment.
+  auto set = convex::setEnvironmentVariables(url, target.key, changes, http);
+  countCall(report, "update_environment_variables", set);
+  report.timings_ms["env"] = millisSince(started);
+  if (set.error) return {apiError("env_failed", "setting " + std::to_string(changes.size()) + " environment variables", *set.error)};
+  return {};
+}
+
 DeployPipeline::PhaseResult DeployPipeline::push(const DeployJob& job, const JobSandbox& job_sandbox,
-                                                 DeployReport& report,
-                                                 const std::string& key, const Redactor& redactor,
-                                                 const std::atomic<bool>& cancel) const {
+                                                 DeployReport& report, const PushTarget& target,
+                                                 const Redactor& redactor, const std::atomic<bool>& cancel) const {
+  const std::string& key = target.key;
   report.phase = "push";
   store_.put(report);
   const auto waiting = Clock::now();
   // The key decides where the CLI pushes, so it names the deployment to hold.
-  const std::string target_deployment = convex::classifyKey(key).deployment_name;
+  const std::string target_deployment =
+      target.self_hosted ? target.deployment_url : convex::classifyKey(key).deployment_name;
   std::optional<DeploymentLocks::Held> held =
       target_deployment.empty() ? std::nullopt : push_locks_.acquire(target_deployment, cancel);
   if (!target_deployment.empty() && !held) {
@@ -366,25 +672,34 @@ DeployPipeline::PhaseResult DeployPipeline::push(const DeployJob& job, const Job
     args.insert(args.end(), {"dev", "--once", "--tail-logs", "disable"});
   }
   args.insert(args.end(), {"--typecheck", job.typecheck});
-  std::map<std::string, std::string> env = {{"CONVEX_DEPLOY_KEY", key}};
-  if (settings_.convex_url != kDefaultConvexUrl) env["CONVEX_PROVISION_HOST"] = settings_.convex_url;
-  // The version check goes to the provisioning origin too, so every call of the CLI stays on
-  // its allowlist; the CLI ignores a failed check.
-  env["CONVEX_VERSION_API_ORIGIN"] = settings_.convex_url;
-
-  // The push may reach the deployment the key names, asked of the provisioning API as the CLI
-  // asks it. A failed lookup leaves the CLI to meet (and report) the same failure.
-  convex::HttpOptions http = convex::httpOptionsFromEnvironment(settings_.env_passthrough, settings_.convex_url);
-  http.cancel = &cancel;
-  auto located = convex::deploymentUrlForKey(settings_.convex_url, key, http);
-  if (located.url) {
-    report.deployment_url = *located.url;
-  } else if (located.error && located.error->reason != "cancelled") {
-    report.warnings.push_back("the deployment URL of the key could not be looked up (" + located.error->reason +
-                              "): the job may reach only the Convex URL");
+  std::map<std::string, std::string> env;
+  std::string deployment_url = target.deployment_url;
+  if (target.self_hosted) {
+    // The CLI's self-hosted route: no provisioning calls at all.
+    env["CONVEX_SELF_HOSTED_URL"] = target.deployment_url;
+    env["CONVEX_SELF_HOSTED_ADMIN_KEY"] = key;
+  } else {
+    env["CONVEX_DEPLOY_KEY"] = key;
+    if (settings_.convex_url != kDefaultConvexUrl) env["CONVEX_PROVISION_HOST"] = settings_.convex_url;
+    // The version check goes to the provisioning origin too, so every call of the CLI stays on
+    // its allowlist; the CLI ignores a failed check.
+    env["CONVEX_VERSION_API_ORIGIN"] = settings_.convex_url;
+    // The push may reach the deployment the key names, asked of the provisioning API as the CLI
+    // asks it. A failed lookup leaves the CLI to meet (and report) the same failure.
+    convex::HttpOptions http = convex::httpOptionsFromEnvironment(settings_.env_passthrough, settings_.convex_url);
+    http.cancel = &cancel;
+    auto located = convex::deploymentUrlForKey(settings_.convex_url, key, http);
+    countCall(report, "url_for_key", located);
+    if (located.url) {
+      deployment_url = *located.url;
+      report.deployment_url = *located.url;
+    } else if (located.error && located.error->reason != "cancelled") {
+      report.warnings.push_back("the deployment URL of the key could not be looked up (" + located.error->reason +
+                                "): the job may reach only the Convex URL");
+    }
   }
   auto [run, log] = runToolchainCommand(settings_, job, job_sandbox, std::move(args), std::move(env),
-                                        pushAllowlist(settings_, located.url.value_or("")), report.network,
+                                        pushAllowlist(settings_, deployment_url), report.network,
                                         settings_.cli_timeout, "cli.log", redactor, cancel);
   report.timings_ms["push"] = millisSince(started);
 

@@ -40,7 +40,7 @@ void JobRunner::stop() {
     abandoned.swap(queue_);
   }
   for (const auto& job : abandoned) {
-    fail(job, DeployError{"agent_stopped", "the agent stopped before this deploy started"});
+    fail(job, DeployError{"agent_stopped", "the agent stopped before this deploy started", "", true});
   }
 }
 

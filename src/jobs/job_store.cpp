@@ -206,7 +206,8 @@ bool JobStore::recoverJob(const fs::path& job_dir) {
     report->status = DeployStatus::kFailed;
     report->error = DeployError{"agent_restarted",
                                 "the agent restarted and could not read this deploy's report; whether "
-                                "it completed is unknown, and it can be submitted again"};
+                                "it completed is unknown, and it can be submitted again",
+                                "", true};
   }
 
   std::error_code ignored;
@@ -222,7 +223,8 @@ bool JobStore::recoverJob(const fs::path& job_dir) {
       report->status = DeployStatus::kFailed;
       report->error = DeployError{"agent_restarted",
                                   "the agent stopped while this deploy was " + report->phase +
-                                      "; it was not completed and can be submitted again"};
+                                      "; it was not completed and can be submitted again",
+                                  "", true};
     }
     report->finished_at_ms = nowUnixMillis();
     interrupted = true;

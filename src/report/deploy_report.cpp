@@ -47,8 +47,12 @@ nlohmann::json DeployReport::toJson() const {
   j["target"] = targetName(target);
   j["deployment"] = {{"name", stringOrNull(deployment_name)}, {"url", stringOrNull(deployment_url)}};
   j["key_source"] = stringOrNull(key_source);
+  j["deploy_key_deleted"] = deploy_key_deleted ? nlohmann::json(*deploy_key_deleted) : nlohmann::json(nullptr);
   j["exit_code"] = exit_code ? nlohmann::json(*exit_code) : nlohmann::json(nullptr);
-  j["error"] = error ? nlohmann::json{{"reason", error->reason}, {"message", error->message}}
+  j["error"] = error ? nlohmann::json{{"reason", error->reason},
+                                      {"message", error->message},
+                                      {"code", stringOrNull(error->code)},
+                                      {"retryable", error->retryable}}
                      : nlohmann::json(nullptr);
   j["warnings"] = warnings;
   j["timings_ms"] = timings_ms;
@@ -73,6 +77,22 @@ nlohmann::json DeployReport::toJson() const {
                   {"allowed", allowed},
                   {"denied", denied},
                   {"over_connection_limit", network.over_connection_limit}};
+  j["project"] = project ? nlohmann::json{{"id", project->id},
+                                          {"name", stringOrNull(project->name)},
+                                          {"slug", stringOrNull(project->slug)},
+                                          {"created", project->created},
+                                          {"expires_at", timeOrNull(project->expires_at_ms)}}
+                         : nlohmann::json(nullptr);
+  j["preview"] = preview ? nlohmann::json{{"name", preview->name},
+                                          {"reference", stringOrNull(preview->reference)},
+                                          {"is_new", preview->is_new}}
+                        : nlohmann::json();
+  j["env"] = {{"names", env_names}};
+  nlohmann::json calls = nlohmann::json::array();
+  for (const auto& call : api_calls) {
+    calls.push_back({{"call", call.call}, {"attempts", call.attempts}, {"outcomes", call.outcomes}, {"ok", call.ok}});
+  }
+  j["api_calls"] = calls;
   j["created_at"] = timeOrNull(created_at_ms);
   j["started_at"] = timeOrNull(started_at_ms);
   j["finished_at"] = timeOrNull(finished_at_ms);
@@ -85,6 +105,7 @@ nlohmann::json DeployReport::toStoredJson() const {
   j["stored"] = {{"created_at_ms", created_at_ms},
                  {"started_at_ms", started_at_ms},
                  {"finished_at_ms", finished_at_ms}};
+  if (project) j["stored"]["project_expires_at_ms"] = project->expires_at_ms;
   return j;
 }
 
@@ -100,10 +121,13 @@ DeployReport DeployReport::fromJson(const nlohmann::json& j) {
     r.deployment_url = str(j["deployment"].value("url", nlohmann::json()));
   }
   r.key_source = str(j.value("key_source", nlohmann::json()));
+  if (j.contains("deploy_key_deleted") && j["deploy_key_deleted"].is_boolean()) r.deploy_key_deleted = j["deploy_key_deleted"].get<bool>();
   if (j.contains("exit_code") && j["exit_code"].is_number_integer()) r.exit_code = j["exit_code"].get<int>();
   if (j.contains("error") && j["error"].is_object()) {
     r.error = DeployError{str(j["error"].value("reason", nlohmann::json())),
-                          str(j["error"].value("message", nlohmann::json()))};
+                          str(j["error"].value("message", nlohmann::json())),
+                          str(j["error"].value("code", nlohmann::json())),
+                          j["error"].value("retryable", false)};
   }
   r.warnings = j.value("warnings", std::vector<std::string>{});
   r.timings_ms = j.value("timings_ms", std::map<std::string, int64_t>{});
@@ -139,6 +163,32 @@ DeployReport DeployReport::fromJson(const nlohmann::json& j) {
                                   str(d.value("reason", nlohmann::json()))});
     }
   }
+  if (j.contains("project") && j["project"].is_object()) {
+    const auto& p = j["project"];
+    ProjectReport project;
+    project.id = p.value("id", int64_t{0});
+    project.name = str(p.value("name", nlohmann::json()));
+    project.slug = str(p.value("slug", nlohmann::json()));
+    project.created = p.value("created", false);
+    if (j.contains("stored") && j["stored"].is_object()) {
+      project.expires_at_ms = j["stored"].value("project_expires_at_ms", int64_t{0});
+    }
+    r.project = project;
+  }
+  if (j.contains("preview") && j["preview"].is_object()) {
+    const auto& p = j["preview"];
+    PreviewReport preview;
+    preview.name = str(p.value("name", nlohmann::json()));
+    preview.reference = str(p.value("reference", nlohmann::json()));
+    preview.is_new = p.value("is_new", false);
+    r.preview = preview;
+  }
+  for (const auto& call : j.value("api_calls", nlohmann::json::array())) {
+    if (!call.is_object()) continue;
+    r.api_calls.push_back({str(call.value("call", nlohmann::json())), call.value("attempts", 0),
+                           call.value("outcomes", std::vector<std::string>{}), call.value("ok", false)});
+  }
+  if (j.contains("env") && j["env"].is_object()) r.env_names = j["env"].value("names", std::vector<std::string>{});
   if (j.contains("stored") && j["stored"].is_object()) {
     r.created_at_ms = j["stored"].value("created_at_ms", int64_t{0});
     r.started_at_ms = j["stored"].value("started_at_ms", int64_t{0});

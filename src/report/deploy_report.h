@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -24,8 +25,22 @@ const char* targetName(Target t);
 std::optional<Target> parseTarget(const std::string& s);
 
 struct DeployError {
+  DeployError() = default;
+  DeployError(std::string reason_, std::string message_, std::string code_ = "", bool retryable_ = false)
+      : reason(std::move(reason_)), message(std::move(message_)), code(std::move(code_)), retryable(retryable_) {}
+
   std::string reason;   // stable snake_case code, e.g. "bundle_error", "push_rejected"
   std::string message;  // short, human readable, redacted
+  std::string code;     // Convex's own error code when the Convex API refused, e.g. "ProjectQuotaReached"
+  bool retryable = false;  // the same request may succeed later (network, 429, 5xx, the agent stopped)
+};
+
+// One Management or deployment API call the agent made for a job, with every attempt.
+struct ApiCallReport {
+  std::string call;                   // "create_project", "create_deploy_key", ...
+  int attempts = 0;
+  std::vector<std::string> outcomes;  // per attempt: "HTTP 200", "HTTP 503 ...", "network: ..."
+  bool ok = false;
 };
 
 struct BundleSummary {
@@ -56,14 +71,31 @@ struct NetworkReport {
   uint64_t over_connection_limit = 0;     // connections answered 503: the run had too many open
 };
 
+// The project a job deployed into when it created one (create_project), or looked one up.
+struct ProjectReport {
+  int64_t id = 0;
+  std::string name;
+  std::string slug;
+  bool created = false;          // by this job
+  int64_t expires_at_ms = 0;     // when the agent deletes it (ttl_seconds); 0 = never
+};
+
+// The preview deployment a preview deploy claimed (POST /api/claim_preview_deployment).
+struct PreviewReport {
+  std::string name;              // the identifier the caller gave (preview=<name>)
+  std::string reference;         // as Convex names it, e.g. "preview/<name>"
+  bool is_new = false;           // the claim created it; false: taken after an unanswered claim
+};
+
 struct DeployReport {
   std::string id;
   DeployStatus status = DeployStatus::kQueued;
-  std::string phase = "queued";   // queued, deploy_key, install, push, done
+  std::string phase = "queued";   // queued, deploy_key, install, env, push, done ("unknown": an unreadable report)
   Target target = Target::kDev;
   std::string deployment_name;
   std::string deployment_url;
-  std::string key_source;         // "header" or "management_api"
+  std::string key_source;         // "header", "management_api" or "admin_key"
+  std::optional<bool> deploy_key_deleted;  // a minted key: deleted at the end of the job
   std::optional<int> exit_code;
   std::optional<DeployError> error;
   std::vector<std::string> warnings;
@@ -74,6 +106,10 @@ struct DeployReport {
   std::string sandbox_tier;                      // how npm and the CLI were isolated
   std::vector<std::string> sandbox_facilities;   // what that tier enforced on this host
   NetworkReport network;
+  std::optional<ProjectReport> project;
+  std::optional<PreviewReport> preview;          // preview deploys: which preview was claimed
+  std::vector<std::string> env_names;            // env vars set before the push (never their values)
+  std::vector<ApiCallReport> api_calls;
   int64_t created_at_ms = 0;
   int64_t started_at_ms = 0;
   int64_t finished_at_ms = 0;

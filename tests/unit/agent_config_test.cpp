@@ -173,6 +173,19 @@ TEST(AgentConfig, BadNumbersNameTheSetting) {
   EXPECT_NE(result.errors.front().find("workers"), std::string::npos);
 }
 
+TEST(AgentConfig, ConvexTeamIdIsOptionalAndMustBeAPositiveNumber) {
+  auto input = baseInput();
+  EXPECT_FALSE(agent::resolveSettings(input).settings.convex_team_id.has_value());
+  input.env["CONVEX_TEAM_ID"] = "4711";
+  auto result = agent::resolveSettings(input);
+  ASSERT_TRUE(result.errors.empty()) << joined(result.errors);
+  EXPECT_EQ(result.settings.convex_team_id, 4711);
+  input.flags["convex-team-id"] = "0";
+  EXPECT_TRUE(anyErrorMentions(agent::resolveSettings(input).errors, "convex-team-id"));
+  input.flags["convex-team-id"] = "team-a";
+  EXPECT_TRUE(anyErrorMentions(agent::resolveSettings(input).errors, "convex-team-id"));
+}
+
 TEST(AgentConfig, PassthroughRefusesTheAgentsOwnSecretsAndSettings) {
   for (const std::string name : {"DEPLOY_AGENT_TOKEN", "DEPLOY_AGENT_TOKEN_FILE", "DEPLOY_AGENT_CONVEX_URL",
                                  "CONVEX_TEAM_TOKEN", "CONVEX_TEAM_TOKEN_FILE", "CONVEX_DEPLOY_KEY",

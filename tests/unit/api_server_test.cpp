@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/api_server.h"
+#include "support/multipart.h"
 #include "support/archive_builder.h"
 #include "support/server_process.h"
 #include "util/ids.h"
@@ -225,13 +226,59 @@ TEST_F(ApiServerTest, QueryProblemsNameTheField) {
   EXPECT_EQ(call("GET", "/v1/deploys/dep_000000000000000000000000?wait=5x").status, 400);
 }
 
+TEST_F(ApiServerTest, AMultipartBodyCarriesTheBundleAndJsonOptions) {
+  using testsupport::FormPart;
+  auto post = [&](const std::string& query, const std::vector<FormPart>& parts,
+                  std::map<std::string, std::string> headers = {}) {
+    auto [type, body] = testsupport::multipartBody(parts);
+    headers["Content-Type"] = type;
+    return call("POST", "/v1/deploys" + query, body, headers);
+  };
+  const FormPart bundle{"bundle", "app.tar.gz", "application/gzip", appBundle()};
+  // Accepted: options in JSON, the query agreeing; env names are reported, values never.
+  auto accepted = post("?target=prod", {bundle, {"options", "", "application/json",
+                                                 R"({"target":"prod","env":{"OPENAI_API_KEY":"sk-live-0123456789"}})"}},
+                       {{"Convex-Deploy-Key", "prod:a-b-1|caller-secret-0123456789"}});
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  auto report = call("GET", "/v1/deploys/" + Json::parse(accepted.body)["id"].get<std::string>());
+  EXPECT_EQ(Json::parse(report.body)["env"]["names"], Json::array({"OPENAI_API_KEY"}));
+  EXPECT_EQ(report.body.find("sk-live-0123456789"), std::string::npos);
+
+  struct Case {
+    std::string query;
+    std::vector<FormPart> parts;
+    int status;
+    std::string reason, field;
+  };
+  const std::vector<Case> refusals = {
+      {"?target=dev", {bundle, {"options", "", "", R"({"target":"prod"})"}}, 400, "conflicting_options",
+       "target,options.target"},
+      {"?target=prod", {bundle, {"options", "", "", "{not json"}}, 400, "invalid_options", "options"},
+      {"?target=prod", {bundle, {"options", "", "", R"({"region":"eu"})"}}, 400, "unknown_option", "options.region"},
+      {"?target=prod", {{"options", "", "", R"({"deployment":"a-b-1"})"}}, 400, "missing_bundle", "bundle"},
+      {"?target=prod", {bundle, {"extra", "x.bin", "", "x"}}, 400, "unexpected_part", "extra"},
+      {"?target=prod", {bundle, {"options", "", "", R"({"env":{"BAD NAME":"sk-live-0123456789"}})"}}, 400,
+       "invalid_env", "options.env.BAD NAME"},
+  };
+  for (const auto& c : refusals) {
+    auto refused = post(c.query, c.parts, {{"Convex-Deploy-Key", "prod:a-b-1|caller-secret-0123456789"}});
+    EXPECT_EQ(refused.status, c.status) << c.reason << ": " << refused.body;
+    auto problem = Json::parse(refused.body);
+    EXPECT_EQ(problem["reason"], c.reason) << refused.body;
+    EXPECT_EQ(problem["field"], c.field) << refused.body;
+    EXPECT_EQ(refused.body.find("sk-live-0123456789"), std::string::npos);
+  }
+}
+
 TEST_F(ApiServerTest, WithoutTeamTokenACallerMustSendAKey) {
   settings_.team_token.clear();
   auto refused = call("POST", "/v1/deploys?target=prod&deployment=a-b-1", appBundle());
   EXPECT_EQ(refused.status, 422);
   Json problem = Json::parse(refused.body);
   EXPECT_EQ(problem["reason"], "deploy_key_unavailable");
-  EXPECT_EQ(problem["field"], "Convex-Deploy-Key");
+  // A token of the caller's own would do as well as a key.
+  EXPECT_EQ(problem["field"], "Convex-Access-Token");
+  EXPECT_NE(problem["detail"].get<std::string>().find("Convex-Deploy-Key"), std::string::npos);
 }
 
 TEST_F(ApiServerTest, AcceptedJobIsReportedAndItsFailureIsHonest) {

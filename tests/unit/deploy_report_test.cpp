@@ -59,3 +59,27 @@ TEST(DeployReport, StoredFormRoundTrips) {
   const auto restored = da::DeployReport::fromJson(original.toStoredJson());
   EXPECT_EQ(restored.toStoredJson(), original.toStoredJson());
 }
+
+TEST(DeployReport, TargetingFieldsAreShownAndSurviveARestart) {
+  auto r = failedReport();
+  r.error = da::DeployError{"project_unavailable", "creating the project failed", "ProjectQuotaReached", false};
+  r.project = da::ProjectReport{42, "session-4711", "session-4711", true, 1700000360123};
+  r.preview = da::PreviewReport{"pr-17", "preview/pr-17", true};
+  r.env_names = {"OPENAI_API_KEY"};
+  r.deploy_key_deleted = true;
+  r.api_calls = {{"create_project", 2, {"HTTP 429 RateLimited, retried after 1000 ms", "HTTP 400 ProjectQuotaReached"}, false}};
+  const auto j = r.toJson();
+  EXPECT_EQ(j["error"]["code"], "ProjectQuotaReached");
+  EXPECT_EQ(j["error"]["retryable"], false);
+  EXPECT_EQ(j["project"]["id"], 42);
+  EXPECT_EQ(j["project"]["expires_at"], "2023-11-14T22:19:20.123Z");
+  EXPECT_EQ(j["preview"]["name"], "pr-17");
+  EXPECT_EQ(j["preview"]["is_new"], true);
+  EXPECT_EQ(j["env"]["names"], nlohmann::json({"OPENAI_API_KEY"}));
+  EXPECT_EQ(j["deploy_key_deleted"], true);
+  EXPECT_EQ(j["api_calls"][0]["attempts"], 2);
+  EXPECT_EQ(j["api_calls"][0]["outcomes"][1], "HTTP 400 ProjectQuotaReached");
+  const auto restored = da::DeployReport::fromJson(r.toStoredJson());
+  EXPECT_EQ(restored.toStoredJson(), r.toStoredJson());
+  EXPECT_EQ(restored.project->expires_at_ms, 1700000360123);
+}
