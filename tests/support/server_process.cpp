@@ -48,7 +48,7 @@ bool isProxyVariable(const std::string& name) {
 }  // namespace
 
 ServerProcess::ServerProcess(const std::string& executable, const std::vector<std::string>& args,
-                             const std::map<std::string, std::string>& env) {
+                             const std::map<std::string, std::string>& env, const std::string& stderr_path) {
   int pipe_fds[2];
   if (pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
 
@@ -72,6 +72,11 @@ ServerProcess::ServerProcess(const std::string& executable, const std::vector<st
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
     dup2(pipe_fds[1], STDOUT_FILENO);
+    if (!stderr_path.empty()) {
+      const int log_fd = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+      if (log_fd < 0) _exit(126);
+      dup2(log_fd, STDERR_FILENO);
+    }
     execve(executable.c_str(), argv.data(), envp.data());
     _exit(127);
   }
@@ -93,13 +98,24 @@ ServerProcess::~ServerProcess() { stop(); }
 int ServerProcess::stop() {
   if (stopped_ || pid_ <= 0) return exit_code_;
   stopped_ = true;
-  kill(pid_, SIGTERM);
+  ::kill(pid_, SIGTERM);
   int status = 0;
   while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }
   if (stdout_fd_ >= 0) close(stdout_fd_);
   exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return exit_code_;
+}
+
+void ServerProcess::kill() {
+  if (stopped_ || pid_ <= 0) return;
+  stopped_ = true;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (stdout_fd_ >= 0) close(stdout_fd_);
+  exit_code_ = 128 + SIGKILL;
 }
 
 HttpResult httpRequest(const std::string& method, const std::string& url,

@@ -12,8 +12,9 @@ namespace testsupport {
 class ServerProcess {
  public:
   // Throws std::runtime_error with the process's exit status when it stops before listening.
+  // A non-empty `stderr_path` receives the process's stderr (appended), so a test can read its log.
   ServerProcess(const std::string& executable, const std::vector<std::string>& args,
-                const std::map<std::string, std::string>& env);
+                const std::map<std::string, std::string>& env, const std::string& stderr_path = {});
   ~ServerProcess();
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;
@@ -22,6 +23,8 @@ class ServerProcess {
   int pid() const { return pid_; }
   // SIGTERM, then waits; returns the exit code.
   int stop();
+  // SIGKILL, then waits: a crash, with no chance to clean up.
+  void kill();
 
  private:
   int pid_ = -1;
