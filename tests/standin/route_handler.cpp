@@ -162,6 +162,25 @@ void RouteHandler::handleRequest(Poco::Net::HTTPServerRequest& request,
   requestLogger().information(line.str());
 }
 
+namespace {
+
+// The reply for the exception being handled: an ApiError's own, anything else a 500.
+Reply replyForCurrentException(Poco::Net::HTTPServerResponse& response) {
+  try {
+    throw;
+  } catch (const ApiError& error) {
+    // After a 413 the body may be partly unread, so the connection cannot carry another request.
+    if (error.status() == 413) response.setKeepAlive(false);
+    return Reply{error.status(), error.body()};
+  } catch (const std::exception& error) {
+    return Reply{500, {{"code", "InternalServerError"}, {"message", error.what()}}};
+  } catch (...) {
+    return Reply{500, {{"code", "InternalServerError"}, {"message", "an exception of unknown type"}}};
+  }
+}
+
+}  // namespace
+
 std::optional<Reply> RouteHandler::respond(Exchange& exchange,
                                            Poco::Net::HTTPServerResponse& response) {
   try {
@@ -190,14 +209,9 @@ std::optional<Reply> RouteHandler::respond(Exchange& exchange,
         return reply;
       }
     }
-    exchange.body = decodeBody(exchange.request, std::move(raw_body));
-    return handle(exchange);
-  } catch (const ApiError& error) {
-    // After a 413 the body may be partly unread, so the connection cannot carry another request.
-    if (error.status() == 413) response.setKeepAlive(false);
-    return Reply{error.status(), error.body()};
-  } catch (const std::exception& error) {
-    return Reply{500, {{"code", "InternalServerError"}, {"message", error.what()}}};
+    return handleCatching(exchange, std::move(raw_body), response);
+  } catch (...) {
+    return replyForCurrentException(response);
   }
 }
 
@@ -206,11 +220,8 @@ Reply RouteHandler::handleCatching(Exchange& exchange, std::string raw_body,
   try {
     exchange.body = decodeBody(exchange.request, std::move(raw_body));
     return handle(exchange);
-  } catch (const ApiError& error) {
-    if (error.status() == 413) response.setKeepAlive(false);
-    return Reply{error.status(), error.body()};
-  } catch (const std::exception& error) {
-    return Reply{500, {{"code", "InternalServerError"}, {"message", error.what()}}};
+  } catch (...) {
+    return replyForCurrentException(response);
   }
 }
 

@@ -14,6 +14,7 @@
 #include <Poco/Base64Encoder.h>
 
 #include "standin/api_error.h"
+#include "standin/router.h"
 
 namespace standin {
 namespace {
@@ -83,26 +84,13 @@ nlohmann::json modulesJson(const std::vector<ModuleHash>& modules) {
   return list;
 }
 
-std::vector<std::string> splitSegments(const std::string& path) {
-  std::vector<std::string> segments;
-  std::size_t start = 0;
-  for (;;) {
-    const std::size_t slash = path.find('/', start);
-    segments.push_back(path.substr(start, slash == std::string::npos ? std::string::npos
-                                                                      : slash - start));
-    if (slash == std::string::npos) break;
-    start = slash + 1;
-  }
-  return segments;
-}
-
 // A fault path matches the request path exactly, except that a `{name}` segment matches any
 // one non-empty segment (so a test can arm a fault before it knows a project's id).
 bool faultPathMatches(const std::string& pattern, const std::string& path) {
   if (pattern == path) return true;
   if (pattern.find('{') == std::string::npos) return false;
-  const auto expected = splitSegments(pattern);
-  const auto actual = splitSegments(path);
+  const auto expected = RouteTable::splitPath(pattern);
+  const auto actual = RouteTable::splitPath(path);
   if (expected.size() != actual.size()) return false;
   for (std::size_t i = 0; i < expected.size(); ++i) {
     const std::string& segment = expected[i];
