@@ -65,13 +65,28 @@ class RequestsHandler final : public ControlHandler {
   }
 };
 
-// GET /_standin/faults: the faults still armed.
+// GET /_standin/faults[?wait_until_taken_ms=N]: the faults still armed; with the parameter,
+// first waits up to N ms (at most a minute) until a request has taken each (408 if not).
 class ListFaultsHandler final : public ControlHandler {
  public:
   using ControlHandler::ControlHandler;
 
  protected:
-  Reply handle(Exchange&) override { return {200, state().faultsJson()}; }
+  Reply handle(Exchange& exchange) override {
+    for (const auto& [name, value] : Poco::URI(exchange.request.getURI()).getQueryParameters()) {
+      if (name != "wait_until_taken_ms") throw badRequest("unknown query parameter `" + name + "`");
+      int64_t wait_ms = -1;
+      try {
+        wait_ms = std::stoll(value);
+      } catch (const std::exception&) {
+      }
+      if (wait_ms < 0 || wait_ms > 60000) throw badRequest("`wait_until_taken_ms` must be from 0 to 60000");
+      if (!state().awaitFaultsTaken(std::chrono::milliseconds(wait_ms))) {
+        return {408, {{"code", "FaultsNotTaken"}, {"message", "faults are still armed after " + value + " ms"}}};
+      }
+    }
+    return {200, state().faultsJson()};
+  }
 };
 
 Fault parseFault(const json& body) {

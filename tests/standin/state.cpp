@@ -888,9 +888,15 @@ std::optional<Fault> StandinState::takeFault(const std::string& method, const st
     }
     Fault taken = *fault;
     if (fault->times > 0 && --fault->times == 0) faults_.erase(fault);
+    request_recorded_.notify_all();
     return taken;
   }
   return std::nullopt;
+}
+
+bool StandinState::awaitFaultsTaken(std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mutex_);
+  return request_recorded_.wait_for(lock, timeout, [&] { return stopping_ || faults_.empty(); }) && faults_.empty();
 }
 
 void StandinState::pause(std::chrono::milliseconds duration) {

@@ -269,6 +269,9 @@ class StandinState {
   void addFault(Fault fault);
   // Consumes one use of the first fault matching the request, if any.
   std::optional<Fault> takeFault(const std::string& method, const std::string& path);
+  // Blocks until no fault is armed any more (each was taken by a request, which may still be
+  // in its delay), or `timeout` passes. True if so.
+  bool awaitFaultsTaken(std::chrono::milliseconds timeout) const;
   // Sleeps, but returns early once the server is stopping.
   void pause(std::chrono::milliseconds duration);
   void setStopping(bool stopping);

@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <iterator>
+#include <condition_variable>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
@@ -83,6 +84,10 @@ struct NpmRegistry::State {
   std::map<std::string, std::map<std::string, PackageVersion>> packages;
   std::map<std::string, std::string> latest;
   std::vector<std::string> requests;
+  // holdRequests(): every request waits here until releaseRequests() or stop().
+  bool holding = false;
+  size_t held = 0;
+  std::condition_variable hold_changed;
 
   std::string tarballUrl(const std::string& name, const std::string& version) const {
     return origin + tarballPath(name, version);
@@ -118,8 +123,14 @@ class RegistryHandler : public Poco::Net::HTTPRequestHandler {
     std::shared_ptr<const std::string> tarball;
     std::string packument;
     {
-      std::lock_guard<std::mutex> lock(state_->mutex);
+      std::unique_lock<std::mutex> lock(state_->mutex);
       state_->requests.push_back(target);
+      if (state_->holding) {
+        ++state_->held;
+        state_->hold_changed.notify_all();
+        state_->hold_changed.wait(lock, [&] { return !state_->holding; });
+        --state_->held;
+      }
       if (const size_t dash = path.find("/-/"); dash != std::string::npos && path.size() > 1) {
         const std::string name = path.substr(1, dash - 1), file = path.substr(dash + 3);
         if (auto package = state_->packages.find(name); package != state_->packages.end()) {
@@ -195,7 +206,26 @@ void NpmRegistry::start() {
   impl_->server->start();
 }
 
+void NpmRegistry::holdRequests() {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  state_->holding = true;
+}
+
+void NpmRegistry::releaseRequests() {
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->holding = false;
+  }
+  state_->hold_changed.notify_all();
+}
+
+bool NpmRegistry::waitUntilARequestIsHeld(std::chrono::milliseconds timeout) const {
+  std::unique_lock<std::mutex> lock(state_->mutex);
+  return state_->hold_changed.wait_for(lock, timeout, [&] { return state_->held > 0; });
+}
+
 void NpmRegistry::stop() {
+  releaseRequests();
   if (!impl_->server) return;
   impl_->server->stopAll(/*abortCurrent=*/true);
   impl_->threads.joinAll();

@@ -10,6 +10,7 @@
 // `dist-tags.latest` is the version registered last. Errors throw std::runtime_error.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <filesystem>
 #include <map>
@@ -60,6 +61,13 @@ class NpmRegistry {
   std::vector<std::string> requests() const;
   // How many requests asked for `path` exactly, or ended with ".tgz" when `path` is "*.tgz".
   size_t requestCount(const std::string& path) const;
+
+  // From now on every request waits, unanswered, until releaseRequests() (or stop()): a test
+  // holds an install in flight without timing anything.
+  void holdRequests();
+  void releaseRequests();
+  // True once a request is waiting on the hold, false after `timeout`.
+  bool waitUntilARequestIsHeld(std::chrono::milliseconds timeout) const;
 
   struct State;  // shared with the request handlers
 

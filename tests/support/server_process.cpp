@@ -118,6 +118,21 @@ void ServerProcess::kill() {
   exit_code_ = 128 + SIGKILL;
 }
 
+void ServerProcess::signal(int signal) {
+  if (!stopped_ && pid_ > 0) ::kill(pid_, signal);
+}
+
+int ServerProcess::wait() {
+  if (stopped_ || pid_ <= 0) return exit_code_;
+  stopped_ = true;
+  int status = 0;
+  while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (stdout_fd_ >= 0) close(stdout_fd_);
+  exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return exit_code_;
+}
+
 HttpResult httpRequest(const std::string& method, const std::string& url,
                        const std::map<std::string, std::string>& headers, const std::string& body,
                        int timeout_seconds) {

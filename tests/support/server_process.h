@@ -25,6 +25,10 @@ class ServerProcess {
   int stop();
   // SIGKILL, then waits: a crash, with no chance to clean up.
   void kill();
+  // Sends `signal` and returns at once.
+  void signal(int signal);
+  // Waits for the process to exit by itself; returns its exit code.
+  int wait();
 
  private:
   int pid_ = -1;
