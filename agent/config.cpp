@@ -53,6 +53,14 @@ const std::vector<SettingSpec>& settingSpecs() {
       {"env-passthrough", "DEPLOY_AGENT_ENV_PASSTHROUGH", "env_passthrough", "comma-separated variables passed to npm and the CLI (never DEPLOY_AGENT_* or CONVEX_*)"},
       {"deploy-key-actions", "DEPLOY_AGENT_DEPLOY_KEY_ACTIONS", "deploy_key_actions", "allowedActions of minted keys, comma-separated; 'all' for the API default"},
       {"keep-workdirs", "DEPLOY_AGENT_KEEP_WORKDIRS", "keep_workdirs", "keep unpacked apps after a job (true/false)"},
+      {"retention-hours", "DEPLOY_AGENT_RETENTION_HOURS", "retention_hours", "finished jobs are removed after this many hours (default 168)"},
+      {"retention-bytes", "DEPLOY_AGENT_RETENTION_BYTES", "retention_bytes", "finished jobs are removed, oldest first, past this size of the jobs folder (default 4 GiB)"},
+      {"min-free-bytes", "DEPLOY_AGENT_MIN_FREE_BYTES", "min_free_bytes", "/readyz fails below this much free space in the state directory (default 1 GiB)"},
+      {"max-event-streams", "DEPLOY_AGENT_MAX_EVENT_STREAMS", "max_event_streams", "event streams (GET /v1/deploys/{id}/events) open at once; more are 503 (default 32)"},
+      {"event-heartbeat-seconds", "DEPLOY_AGENT_EVENT_HEARTBEAT_SECONDS", "event_heartbeat_seconds", "an idle event stream gets a comment line this often (default 15)"},
+      {"log-format", "DEPLOY_AGENT_LOG_FORMAT", "log_format", "text (default) or json: one JSON object per log line, with the job id"},
+      {"drain-seconds", "DEPLOY_AGENT_DRAIN_SECONDS", "drain_seconds", "after SIGTERM, running deploys get this long to finish before they are cancelled (default 25)"},
+      {"idempotency-hours", "DEPLOY_AGENT_IDEMPOTENCY_HOURS", "idempotency_hours", "Idempotency-Keys are kept this many hours (at least 24, the default)"},
       {"sandbox", "DEPLOY_AGENT_SANDBOX", "sandbox", "how npm and the CLI are isolated: auto (strongest that works; refuses to start if none), namespaces, landlock, or none (no isolation: only by name)"},
       {"job-uid", "DEPLOY_AGENT_JOB_UID", "job_uid", "host uid:gid jobs run as when the agent is root (default 60000:60000; not 0)"},
       {"job-memory-bytes", "DEPLOY_AGENT_JOB_MEMORY_BYTES", "job_memory_bytes", "memory of one npm or CLI run, through a cgroup (default 4294967296; 0 = no limit)"},
@@ -333,7 +341,7 @@ std::optional<ListenAddress> parseListenAddress(const std::string& text, std::st
   return address;
 }
 
-std::optional<std::string> checkNodeVersion(const da::Settings& settings) {
+std::optional<std::string> checkNodeVersion(const da::Settings& settings, std::string* version) {
   constexpr auto kTimeout = std::chrono::seconds(10);
   const std::string node = settings.toolchain.node.string();
   const std::string fix = "; run scripts/setup.sh (it installs the pinned Node 22), or pass --node with Node >= 22";
@@ -368,6 +376,7 @@ std::optional<std::string> checkNodeVersion(const da::Settings& settings) {
   if (major < 22) {
     return "node at " + node + " is " + output + "; the Convex CLI needs Node 22 or newer" + fix;
   }
+  if (version) *version = output;
   return std::nullopt;
 }
 
@@ -454,6 +463,36 @@ ConfigResult resolveSettings(const ConfigInput& input) {
   }
   s.keep_workdirs = parseBool(lookup("keep-workdirs").value_or("false"));
   if (auto v = lookup("workers")) parseNumber("workers", *v, 1u, s.workers, errors);
+  if (auto v = lookup("retention-hours")) {
+    long long hours = 0;
+    parseNumber("retention-hours", *v, 1LL, hours, errors);
+    s.retention_age = std::chrono::hours(hours);
+  }
+  if (auto v = lookup("max-event-streams")) parseNumber("max-event-streams", *v, size_t{1}, s.max_event_streams, errors);
+  if (auto v = lookup("event-heartbeat-seconds")) {
+    long long seconds = 0;
+    parseNumber("event-heartbeat-seconds", *v, 1LL, seconds, errors);
+    s.event_heartbeat = std::chrono::seconds(seconds);
+  }
+  if (auto v = lookup("log-format")) {
+    if (*v == "text" || *v == "json") {
+      s.log_format = *v;
+    } else {
+      errors.push_back("log-format must be text or json, got '" + *v + "'");
+    }
+  }
+  if (auto v = lookup("min-free-bytes")) parseNumber("min-free-bytes", *v, uint64_t{0}, s.min_free_bytes, errors);
+  if (auto v = lookup("drain-seconds")) {
+    long long seconds = 0;
+    parseNumber("drain-seconds", *v, 0LL, seconds, errors);
+    s.drain_grace = std::chrono::seconds(seconds);
+  }
+  if (auto v = lookup("retention-bytes")) parseNumber("retention-bytes", *v, uint64_t{1} << 20, s.retention_bytes, errors);
+  if (auto v = lookup("idempotency-hours")) {
+    long long hours = 0;
+    parseNumber("idempotency-hours", *v, 24LL, hours, errors);
+    s.idempotency_age = std::chrono::hours(hours);
+  }
   if (auto v = lookup("max-queued")) parseNumber("max-queued", *v, size_t{1}, s.max_queued_jobs, errors);
   if (auto v = lookup("cli-timeout")) {
     long long seconds = 0;

@@ -31,7 +31,8 @@ ConfigResult resolveSettings(const ConfigInput& input);
 // Runs `<node> --version` and requires Node >= 22, which the Convex CLI needs. Kept out of
 // resolveSettings, which stays free of child processes; main calls it once at start-up so a
 // wrong Node is refused there and not by every deploy. Returns the problem, if any.
-std::optional<std::string> checkNodeVersion(const da::Settings& settings);
+// `version` (optional) receives what `node --version` printed when it is acceptable.
+std::optional<std::string> checkNodeVersion(const da::Settings& settings, std::string* version = nullptr);
 
 struct ListenAddress {
   std::string host;   // without brackets: "::1", "127.0.0.1", "localhost"

@@ -1,6 +1,7 @@
 // deploy-agent: takes bundles of generated Convex app code over HTTP and pushes them with
 // the real Convex CLI. `deploy-agent [serve]` runs the server; `deploy-agent version` prints
 // versions. Client subcommands join here.
+#include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -15,9 +16,13 @@
 #include <spdlog/spdlog.h>
 
 #include "api/api_server.h"
+#include "api/metrics.h"
 #include "config.h"
+#include "log_format.h"
 #include "jobs/cleanup_queue.h"
 #include "jobs/deploy_pipeline.h"
+#include "jobs/housekeeper.h"
+#include "jobs/idempotency_index.h"
 #include "jobs/job_runner.h"
 #include "jobs/job_sandbox.h"
 #include "jobs/job_store.h"
@@ -29,6 +34,30 @@ extern char** environ;
 namespace {
 
 namespace fs = std::filesystem;
+
+// SIGTERM and SIGINT are blocked in every thread from the start (threads inherit the mask; every
+// child resets it) and taken here, synchronously: no handler runs in an arbitrary thread.
+sigset_t terminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
+// True when a termination signal arrived within `timeout`.
+bool terminationSignalWithin(std::chrono::milliseconds timeout) {
+  const sigset_t set = terminationSignals();
+  timespec wait{static_cast<time_t>(timeout.count() / 1000), static_cast<long>((timeout.count() % 1000) * 1000000)};
+  return ::sigtimedwait(&set, nullptr, &wait) > 0;
+}
+
+void waitForTerminationSignal() {
+  const sigset_t set = terminationSignals();
+  int signal = 0;
+  while (::sigwait(&set, &signal) != 0) {
+  }
+}
 
 class DeployAgentApp : public Poco::Util::ServerApplication {
  public:
@@ -53,10 +82,22 @@ class DeployAgentApp : public Poco::Util::ServerApplication {
       spdlog::error("cannot keep pending deletions: {}", problem);
       return EXIT_CANTCREAT;
     }
+    da::IdempotencyIndex idempotency(settings_.state_dir / "idempotency", settings_.idempotency_age);
+    if (auto problem = idempotency.load(); !problem.empty()) {
+      spdlog::error("cannot keep Idempotency-Keys: {}", problem);
+      stopping = true;
+      cleanup.stop();
+      return EXIT_CANTCREAT;
+    }
+    da::Housekeeper housekeeper(settings_, store, &idempotency);
+    housekeeper.start();
+    da::api::Metrics metrics;
+    store.onFinished([&metrics](const da::DeployReport& report) { metrics.jobFinished(report); });
+    std::atomic<bool> draining{false};
     da::DeployPipeline pipeline(settings_, store, redactor, &cleanup);
     da::JobRunner runner(settings_, store, pipeline);
     runner.start();
-    da::api::ApiServer server({settings_, store, runner});
+    da::api::ApiServer server({settings_, store, runner, &idempotency, &metrics, &draining});
     try {
       server.start();
     } catch (const Poco::Exception& e) {
@@ -72,10 +113,29 @@ class DeployAgentApp : public Poco::Util::ServerApplication {
                  settings_.convex_url, settings_.team_token.empty() ? "absent" : "configured",
                  settings_.state_dir.string());
     std::cout << "listening on " << server.baseUrl() << std::endl;
-    waitForTerminationRequest();
-    spdlog::info("stopping: running deploys are cancelled and reported as failed");
+    waitForTerminationSignal();
+    // Drain: new deploys are refused (503, Retry-After) and /readyz fails, so an orchestrator
+    // sends work elsewhere; accepted deploys get the grace period; a second signal ends it now.
+    draining = true;
+    spdlog::info("draining: no new deploys; {} running and {} queued get up to {} s (a second SIGTERM stops now)",
+                 runner.runningCount(), runner.queuedCount(), settings_.drain_grace.count());
+    const auto deadline = std::chrono::steady_clock::now() + settings_.drain_grace;
+    bool hurried = false;
+    while (runner.runningCount() + runner.queuedCount() > 0 && std::chrono::steady_clock::now() < deadline) {
+      if (terminationSignalWithin(std::chrono::milliseconds(100))) {
+        hurried = true;
+        break;
+      }
+    }
+    if (runner.runningCount() + runner.queuedCount() > 0) {
+      spdlog::warn("stopping {}: unfinished deploys are cancelled and reported as failed (agent_stopped)",
+                   hurried ? "on a second signal" : "after the drain period");
+    } else {
+      spdlog::info("stopping: every accepted deploy has finished");
+    }
     server.stop();
     runner.stop();
+    housekeeper.stop();
     stopping = true;
     cleanup.stop();
     return EXIT_OK;
@@ -116,9 +176,12 @@ int main(int argc, char** argv) {
   // No core dumps, and no ptrace or /proc/<pid>/{environ,mem,fd} for processes of the same
   // user (a job in the Landlock tier without a separate uid would be one).
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  // Before any thread exists, so that every thread inherits the mask (see terminationSignals).
+  const sigset_t termination = terminationSignals();
+  ::pthread_sigmask(SIG_BLOCK, &termination, nullptr);
   auto logger = spdlog::stderr_color_mt("deploy-agent");
   spdlog::set_default_logger(logger);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_formatter(agent::makeLogFormatter("text"));
 
   std::vector<std::string> args(argv + 1, argv + argc);
   std::vector<std::string> positional;
@@ -161,7 +224,9 @@ int main(int argc, char** argv) {
   input.env.clear();
   // resolveSettings reports a missing node; an old one would otherwise fail every deploy, late.
   if (fs::exists(resolved.settings.toolchain.node)) {
-    if (auto problem = agent::checkNodeVersion(resolved.settings)) resolved.errors.push_back(*problem);
+    if (auto problem = agent::checkNodeVersion(resolved.settings, &resolved.settings.toolchain.node_version)) {
+      resolved.errors.push_back(*problem);
+    }
   }
   if (!resolved.errors.empty()) {
     for (const auto& message : resolved.errors) std::cerr << "deploy-agent: config: " << message << "\n";
@@ -180,6 +245,7 @@ int main(int argc, char** argv) {
               << ". Running jobs without isolation must be chosen by name: --sandbox=none\n";
     return 78;
   }
+  spdlog::set_formatter(agent::makeLogFormatter(resolved.settings.log_format));
   sandbox_settings.tier = choice.tier;
   sandbox_settings.facilities = choice.facilities;
   if (choice.tier == sandbox::Tier::kNone) {

@@ -15,8 +15,11 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 #   libseccomp-dev: the sandbox's syscall filter tier.
 #   nodejs/npm: only to bootstrap the pinned toolchain when no npm exists yet.
 #   curl, ca-certificates: the demo posts its bundle with curl.
+#   prometheus-cpp-dev: /metrics (its core registry and text format).
+#   python3, python3-prometheus-client: the tests parse /metrics with Prometheus' own parser.
 APT_PACKAGES=(build-essential cmake pkg-config libpoco-dev libarchive-dev nlohmann-json3-dev
   libspdlog-dev libgtest-dev googletest libgmock-dev libssl-dev libbrotli-dev libseccomp-dev
+  prometheus-cpp-dev python3 python3-prometheus-client
   libarchive-tools curl ca-certificates tar gzip)
 
 install_apt_packages() {

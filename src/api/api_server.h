@@ -6,6 +6,7 @@
 #include <string>
 
 #include <Poco/Net/HTTPServer.h>
+#include <Poco/ThreadPool.h>
 
 #include "api/handlers.h"
 
@@ -26,6 +27,9 @@ class ApiServer {
 
  private:
   ApiContext context_;
+  // The server's own pool: Poco's default pool holds 16 threads, fewer than long polls and
+  // event streams may hold at once.
+  std::unique_ptr<Poco::ThreadPool> threads_;
   std::unique_ptr<Poco::Net::HTTPServer> server_;
 };
 

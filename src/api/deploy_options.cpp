@@ -183,6 +183,21 @@ std::optional<OptionsProblem> mergeJsonOptions(const nlohmann::json& json, Deplo
   return std::nullopt;
 }
 
+std::string canonicalRequest(const DeployOptions& options, const CallerCredentials& credentials) {
+  const nlohmann::json canonical = {
+      {"target", options.target ? targetName(*options.target) : ""},
+      {"deployment", options.deployment},
+      {"project", options.project_id ? *options.project_id : 0},
+      {"create_project", options.create_project},
+      {"ttl_seconds", options.ttl_seconds ? *options.ttl_seconds : 0},
+      {"preview", options.preview},
+      {"self_hosted_url", options.self_hosted_url},
+      {"env", options.env},
+      {"typecheck", options.typecheck},
+      {"credentials", {credentials.deploy_key, credentials.access_token, credentials.admin_key}}};
+  return canonical.dump();  // object keys come out sorted: the same request, the same string
+}
+
 std::optional<OptionsProblem> checkTargeting(const DeployOptions& options, const CallerCredentials& credentials,
                                              bool has_team_token) {
   if (!options.target) {

@@ -56,6 +56,10 @@ std::optional<OptionsProblem> mergeJsonOptions(const nlohmann::json& json, Deplo
 std::optional<OptionsProblem> checkTargeting(const DeployOptions& options, const CallerCredentials& credentials,
                                              bool has_team_token);
 
+// Everything that decides what a deploy does, credentials and env values included, as one
+// deterministic string: what an Idempotency-Key's fingerprint is made of (never stored as is).
+std::string canonicalRequest(const DeployOptions& options, const CallerCredentials& credentials);
+
 // Limits of env names and values, as the deployment API enforces them, so a bad variable is
 // refused before anything runs.
 inline constexpr size_t kMaxEnvVars = 512;

@@ -1,5 +1,6 @@
 #include "api/handlers.h"
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <optional>
@@ -15,9 +16,12 @@
 #include <spdlog/spdlog.h>
 
 #include "api/deploy_options.h"
+#include "api/metrics.h"
 #include "api/problem.h"
 #include "convex/deploy_key.h"
+#include "jobs/idempotency_index.h"
 #include "jobs/job_network.h"
+#include "util/digest.h"
 #include "util/ids.h"
 #include "util/redactor.h"
 
@@ -32,10 +36,15 @@ namespace {
 constexpr const char* kDeployKeyHeader = "Convex-Deploy-Key";
 constexpr const char* kAccessTokenHeader = "Convex-Access-Token";
 constexpr const char* kAdminKeyHeader = "Convex-Admin-Key";
+constexpr const char* kIdempotencyKeyHeader = "Idempotency-Key";
+constexpr size_t kMaxIdempotencyKeyBytes = 255;
+// How long a request waits for another with the same Idempotency-Key to be taken in.
+constexpr std::chrono::seconds kIdempotencyWait{30};
 constexpr size_t kMaxOptionsBytes = 256 * 1024;
 constexpr int kMaxWaitSeconds = 60;
-// The server has 32 threads (api_server.cpp). Past this many long polls at once, a GET answers
-// at once instead of waiting, so /healthz and new deploys are never starved of threads.
+// The server has 32 threads plus one per event stream (api_server.cpp). Past this many long
+// polls at once, a GET answers at once instead of waiting, so /healthz and new deploys are
+// never starved of threads.
 constexpr int kMaxWaitingRequests = 16;
 std::atomic<int> waiting_requests{0};
 
@@ -346,6 +355,61 @@ void HealthHandler::handle(HTTPServerRequest&, HTTPServerResponse& response) {
             {"network", {{"enforcement", network.enforcement}, {"not_enforced", network.not_enforced}}}});
 }
 
+void ReadyHandler::handle(HTTPServerRequest&, HTTPServerResponse& response) {
+  const Settings& settings = context_.settings;
+  std::vector<std::string> reasons;
+  std::error_code ec;
+  for (const auto& [what, path] : {std::pair<const char*, fs::path>{"node", settings.toolchain.node},
+                                   {"the Convex CLI", settings.toolchain.convex_cli},
+                                   {"npm", settings.toolchain.npm_cli}}) {
+    if (!fs::exists(path, ec)) reasons.push_back(std::string(what) + " is missing at " + path.string());
+  }
+  const std::string tier = sandbox::tierName(settings.sandbox.tier);
+  if (settings.sandbox.requested != "auto" && settings.sandbox.requested != tier) {
+    reasons.push_back("the sandbox tier is " + tier + ", not the " + settings.sandbox.requested + " asked for");
+  }
+  // Writable: a file can be created and removed where reports go.
+  const fs::path probe = settings.state_dir / (".ready-" + newDeployId());
+  std::string write_error;
+  if (!replaceFileDurably(probe, "ok", write_error)) reasons.push_back("the state directory is not writable: " + write_error);
+  fs::remove(probe, ec);
+  const auto space = fs::space(settings.state_dir, ec);
+  const uint64_t free_bytes = ec ? 0 : space.available;
+  if (ec) {
+    reasons.push_back("cannot read the free space of the state directory: " + ec.message());
+  } else if (free_bytes < settings.min_free_bytes) {
+    reasons.push_back("the state directory has " + std::to_string(free_bytes) + " bytes free, under the " +
+                      std::to_string(settings.min_free_bytes) + " required (--min-free-bytes)");
+  }
+  const size_t queued = context_.runner.queuedCount();
+  if (!context_.runner.hasRoom()) reasons.push_back("the queue is full (" + std::to_string(queued) + " deploys waiting)");
+  const bool draining = context_.draining && context_.draining->load();
+  if (draining) reasons.push_back("the agent is draining after SIGTERM and takes no new deploys");
+  if (!reasons.empty()) response.set("Retry-After", "10");
+  sendJson(response, reasons.empty() ? 200 : 503,
+           {{"ready", reasons.empty()},
+            {"reasons", reasons},
+            {"toolchain",
+             {{"node", settings.toolchain.node_version.empty() ? nlohmann::json() : nlohmann::json(settings.toolchain.node_version)},
+              {"convex_cli", settings.toolchain.convex_cli_version}}},
+            {"sandbox", {{"requested", settings.sandbox.requested}, {"tier", tier}}},
+            {"state", {{"free_bytes", free_bytes}, {"min_free_bytes", settings.min_free_bytes}}},
+            {"queue", {{"queued", queued}, {"running", context_.runner.runningCount()}, {"max_queued", settings.max_queued_jobs}}},
+            {"draining", draining}});
+}
+
+void MetricsHandler::handle(HTTPServerRequest&, HTTPServerResponse& response) {
+  Metrics::Now now;
+  now.queued = context_.runner.queuedCount();
+  now.running = context_.runner.runningCount();
+  now.draining = context_.draining && context_.draining->load();
+  const std::string text = context_.metrics->render(now);
+  response.setStatusAndReason(Poco::Net::HTTPResponse::HTTP_OK);
+  response.setContentType("text/plain; version=0.0.4; charset=utf-8");
+  response.setContentLength(static_cast<std::streamsize>(text.size()));
+  response.sendBuffer(text.data(), text.size());
+}
+
 void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse& response) {
   const Settings& settings = context_.settings;
   const QueryParameters params(request);
@@ -353,6 +417,11 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
                     nlohmann::json extra = nlohmann::json::object()) {
     sendProblem(response, Problem{status, std::move(reason), std::move(title), std::move(detail), std::move(extra)});
   };
+  if (context_.draining && context_.draining->load()) {
+    response.set("Retry-After", "30");
+    return refuse(503, "draining", "The agent is shutting down",
+                  "the agent is draining after SIGTERM and takes no new deploys; send it to another agent or retry later");
+  }
   auto refuseOptions = [&](const OptionsProblem& problem) {
     const char* title = problem.status == 422 ? "The request cannot be carried out" : "Invalid deploy options";
     sendProblem(response, Problem{problem.status, problem.reason, title, problem.detail,
@@ -367,6 +436,21 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
   credentials.deploy_key = trim(request.get(kDeployKeyHeader, ""));
   credentials.access_token = trim(request.get(kAccessTokenHeader, ""));
   credentials.admin_key = trim(request.get(kAdminKeyHeader, ""));
+  const std::string idempotency_key = trim(request.get(kIdempotencyKeyHeader, ""));
+  if (request.has(kIdempotencyKeyHeader)) {
+    const bool printable = std::all_of(idempotency_key.begin(), idempotency_key.end(),
+                                       [](unsigned char c) { return c > 0x20 && c < 0x7f; });
+    if (idempotency_key.empty() || idempotency_key.size() > kMaxIdempotencyKeyBytes || !printable) {
+      return refuse(400, "invalid_idempotency_key", "Invalid Idempotency-Key",
+                    "Idempotency-Key must be 1-" + std::to_string(kMaxIdempotencyKeyBytes) +
+                        " printable ASCII characters without spaces, e.g. a UUID",
+                    {{"field", kIdempotencyKeyHeader}});
+    }
+    if (!context_.idempotency) {
+      return refuse(422, "idempotency_unavailable", "Idempotency-Key is not available",
+                    "this agent keeps no idempotency index", {{"field", kIdempotencyKeyHeader}});
+    }
+  }
   const bool multipart = isMultipart(request.getContentType());
   if (!multipart) {
     if (auto problem = checkTargeting(options, credentials, !settings.team_token.empty())) {
@@ -450,6 +534,50 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
     return refuse(400, "empty_body", "Empty body", "the request body must be the bundle archive",
                   {{"field", "body"}});
   }
+  // The same key and the same request: the job the first one made. Claimed before intake, so
+  // concurrent identical requests make one job.
+  struct ReleaseUnlessAccepted {
+    IdempotencyIndex* index = nullptr;
+    std::string key;
+    const bool& accepted;
+    ~ReleaseUnlessAccepted() {
+      if (index && !accepted) index->release(key);
+    }
+  } idempotency_claim{nullptr, idempotency_key, accepted};
+  if (!idempotency_key.empty()) {
+    const auto bundle_sha256 = sha256FileHex(upload);
+    if (!bundle_sha256) throw std::runtime_error("cannot read back the upload " + upload.string());
+    const std::string fingerprint =
+        context_.idempotency->fingerprint(canonicalRequest(options, credentials), *bundle_sha256);
+    const auto claim = context_.idempotency->claim(idempotency_key, fingerprint, kIdempotencyWait);
+    switch (claim.kind) {
+      case IdempotencyIndex::Claim::Kind::kClaimed:
+        idempotency_claim.index = context_.idempotency;
+        break;
+      case IdempotencyIndex::Claim::Kind::kReplay: {
+        const auto earlier = context_.store.get(claim.job_id);
+        if (!earlier) {
+          return refuse(409, "idempotency_key_reused", "Idempotency-Key already used",
+                        "this Idempotency-Key made deploy " + claim.job_id + ", which has since been deleted",
+                        {{"field", kIdempotencyKeyHeader}});
+        }
+        const std::string location = "/v1/deploys/" + claim.job_id;
+        response.set("Location", location);
+        response.set("Idempotent-Replayed", "true");
+        return sendJson(response, 200,
+                        {{"id", claim.job_id}, {"status", statusName(earlier->status)}, {"location", location}});
+      }
+      case IdempotencyIndex::Claim::Kind::kConflict:
+        return refuse(409, "idempotency_conflict", "Idempotency-Key used for another request",
+                      "this Idempotency-Key was used with a different bundle or different options" +
+                          (claim.job_id.empty() ? std::string() : " (deploy " + claim.job_id + ")"),
+                      {{"field", kIdempotencyKeyHeader}});
+      case IdempotencyIndex::Claim::Kind::kBusy:
+        response.set("Retry-After", "5");
+        return refuse(409, "idempotency_key_in_use", "A request with this Idempotency-Key is being taken in",
+                      "another request with this Idempotency-Key is still being taken in; retry", {{"field", kIdempotencyKeyHeader}});
+    }
+  }
   const auto format = bundle::detectFormat(bundle_content_type, first_bytes);
   if (format == bundle::Format::kUnknown) {
     return refuse(415, "unsupported_format", "Unsupported bundle format",
@@ -518,6 +646,14 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
     return refuseQueueFull();
   }
   accepted = true;
+  if (context_.metrics) context_.metrics->bytesReceived(*received);
+  if (idempotency_claim.index) {
+    std::string error;
+    if (!context_.idempotency->accept(idempotency_key, id, error)) {
+      spdlog::error("deploy {}: its Idempotency-Key could not be stored ({}); a retry after a restart would make "
+                    "another deploy", id, error);
+    }
+  }
   spdlog::info("deploy {} accepted: target {}, {} bytes {}", id, targetName(*options.target), *received,
                bundle::formatName(format));
   const std::string location = "/v1/deploys/" + id;
@@ -581,7 +717,225 @@ void GetDeployLogHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
   sendText(response, 200, text);
 }
 
+void CancelDeployHandler::handle(HTTPServerRequest&, HTTPServerResponse& response) {
+  auto report = context_.store.get(id_);
+  if (!report) return sendProblem(response, deployNotFound(id_));
+  if (isTerminal(report->status)) return sendJson(response, 200, report->toJson());
+  const auto outcome = context_.runner.cancel(id_);
+  if (outcome == JobRunner::CancelOutcome::kStopping) {
+    spdlog::info("deploy {}: cancel requested while {}", id_, report->phase);
+  }
+  // Stopping kills process groups and cancels HTTP calls in flight: it takes well under a second.
+  report = context_.store.waitForTerminal(id_, std::chrono::seconds(10));
+  if (!report) return sendProblem(response, deployNotFound(id_));
+  sendJson(response, isTerminal(report->status) ? 200 : 202, report->toJson());
+}
+
+namespace {
+
+std::atomic<size_t> open_event_streams{0};
+
+// Holds one of the --max-event-streams places, if one is free, and counts it in /metrics.
+class EventStreamPlace {
+ public:
+  EventStreamPlace(size_t max, Metrics* metrics) : metrics_(metrics) {
+    size_t now = open_event_streams.load();
+    while (now < max && !open_event_streams.compare_exchange_weak(now, now + 1)) {
+    }
+    held_ = now < max;
+    if (held_ && metrics_) metrics_->sseStreamOpened();
+  }
+  ~EventStreamPlace() {
+    if (!held_) return;
+    open_event_streams.fetch_sub(1);
+    if (metrics_) metrics_->sseStreamClosed();
+  }
+  EventStreamPlace(const EventStreamPlace&) = delete;
+  EventStreamPlace& operator=(const EventStreamPlace&) = delete;
+  bool held() const { return held_; }
+
+ private:
+  Metrics* metrics_;
+  bool held_ = false;
+};
+
+constexpr size_t kEventsPerRead = 500;
+
+}  // namespace
+
+void DeployEventsHandler::handle(HTTPServerRequest& request, HTTPServerResponse& response) {
+  if (!context_.store.get(id_)) return sendProblem(response, deployNotFound(id_));
+  const QueryParameters params(request);
+  std::string last = request.get("Last-Event-ID", params.get("last_event_id"));
+  uint64_t after = 0;
+  if (!last.empty()) {
+    const bool digits = last.size() <= 18 && std::all_of(last.begin(), last.end(), ::isdigit);
+    if (!digits) {
+      return sendProblem(response, {400, "invalid_last_event_id", "Invalid Last-Event-ID",
+                                    "Last-Event-ID must be the id of an event of this stream (a whole number)",
+                                    {{"field", "Last-Event-ID"}}});
+    }
+    after = std::stoull(last);
+  }
+  EventStreamPlace place(context_.settings.max_event_streams, context_.metrics);
+  if (!place.held()) {
+    response.set("Retry-After", "5");
+    return sendProblem(response, {503, "too_many_streams", "Too many event streams",
+                                  "the agent already serves " + std::to_string(context_.settings.max_event_streams) +
+                                      " event streams; poll GET /v1/deploys/" + id_ + "?wait= or retry later",
+                                  {{"limit", "max_event_streams"}}});
+  }
+  response.setChunkedTransferEncoding(true);
+  response.setContentType("text/event-stream");
+  response.set("Cache-Control", "no-cache");
+  response.set("X-Accel-Buffering", "no");  // proxies must not hold events back
+  std::ostream& out = response.send();
+  out << "retry: 2000\n\n";
+  out.flush();
+  while (out) {
+    bool finished = false;
+    const auto events = context_.store.eventsAfter(id_, after, kEventsPerRead, context_.settings.event_heartbeat, finished);
+    if (events.empty()) {
+      if (finished || !context_.store.get(id_)) break;
+      out << ": keep-alive\n\n";
+    }
+    for (const auto& event : events) {
+      out << "id: " << event.id << "\nevent: " << event.type << "\ndata: "
+          << event.data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n\n";
+      after = event.id;
+    }
+    out.flush();
+    if (finished) break;
+  }
+}
+
+void DeleteDeployHandler::handle(HTTPServerRequest&, HTTPServerResponse& response) {
+  switch (context_.store.remove(id_)) {
+    case JobStore::RemoveResult::kNotFound:
+      return sendProblem(response, deployNotFound(id_));
+    case JobStore::RemoveResult::kNotFinished:
+      return sendProblem(response, {409, "deploy_not_finished", "The deploy is not finished",
+                                    "deploy " + id_ + " is still queued or running; cancel it first "
+                                    "(POST /v1/deploys/" + id_ + "/cancel)",
+                                    {}});
+    case JobStore::RemoveResult::kRemoved:
+      spdlog::info("deploy {} removed on request", id_);
+      response.setStatusAndReason(Poco::Net::HTTPResponse::HTTP_NO_CONTENT);
+      response.setContentLength(0);
+      response.send();
+      return;
+  }
+}
+
+namespace {
+
+constexpr size_t kDefaultListLimit = 20;
+constexpr size_t kMaxListLimit = 100;
+
+// A cursor is "<created_at_ms>.<id>" of the last item of the previous page: stable while jobs
+// come and go, since it names a position, not an offset.
+std::string cursorAfter(const DeployReport& report) {
+  return std::to_string(report.created_at_ms) + "." + report.id;
+}
+
+std::optional<JobStore::ListPosition> parseCursor(const std::string& cursor) {
+  const size_t dot = cursor.find('.');
+  if (dot == std::string::npos || dot == 0 || dot > 15) return std::nullopt;
+  const std::string millis = cursor.substr(0, dot);
+  if (!std::all_of(millis.begin(), millis.end(), ::isdigit)) return std::nullopt;
+  JobStore::ListPosition position{std::stoll(millis), cursor.substr(dot + 1)};
+  if (!isValidDeployId(position.id)) return std::nullopt;
+  return position;
+}
+
+nlohmann::json summaryOf(const DeployReport& report) {
+  const nlohmann::json full = report.toJson();
+  nlohmann::json summary;
+  for (const char* field : {"id", "status", "phase", "target", "deployment", "created_at", "finished_at"}) {
+    summary[field] = full[field];
+  }
+  summary["error"] = report.error ? nlohmann::json{{"reason", report.error->reason}, {"retryable", report.error->retryable}}
+                                  : nlohmann::json();
+  return summary;
+}
+
+}  // namespace
+
+void ListDeploysHandler::handle(HTTPServerRequest& request, HTTPServerResponse& response) {
+  const QueryParameters params(request);
+  for (const auto& [name, value] : params.all()) {
+    if (name != "status" && name != "limit" && name != "cursor") {
+      return sendProblem(response, {400, "unknown_parameter", "Unknown query parameter",
+                                    "'" + name + "' is not a parameter of GET /v1/deploys (status, limit, cursor)",
+                                    {{"field", name}}});
+    }
+  }
+  std::optional<DeployStatus> status;
+  if (params.has("status")) {
+    status = parseStatus(params.get("status"));
+    if (!status) {
+      return sendProblem(response, {400, "invalid_status", "Invalid status",
+                                    "status must be queued, running, succeeded, failed or cancelled",
+                                    {{"field", "status"}}});
+    }
+  }
+  size_t limit = kDefaultListLimit;
+  if (params.has("limit")) {
+    const std::string text = params.get("limit");
+    const bool digits = !text.empty() && text.size() <= 3 && std::all_of(text.begin(), text.end(), ::isdigit);
+    limit = digits ? std::stoul(text) : 0;
+    if (limit < 1 || limit > kMaxListLimit) {
+      return sendProblem(response, {400, "invalid_limit", "Invalid limit",
+                                    "limit must be a whole number from 1 to " + std::to_string(kMaxListLimit),
+                                    {{"field", "limit"}}});
+    }
+  }
+  std::optional<JobStore::ListPosition> after;
+  if (params.has("cursor")) {
+    after = parseCursor(params.get("cursor"));
+    if (!after) {
+      return sendProblem(response, {400, "invalid_cursor", "Invalid cursor",
+                                    "cursor must be a next_cursor from a previous page", {{"field", "cursor"}}});
+    }
+  }
+  // One more than asked tells whether another page follows.
+  auto page = context_.store.list(status, limit + 1, after);
+  const bool more = page.size() > limit;
+  if (more) page.resize(limit);
+  nlohmann::json items = nlohmann::json::array();
+  for (const auto& report : page) items.push_back(summaryOf(report));
+  sendJson(response, 200,
+           {{"items", std::move(items)}, {"next_cursor", more ? nlohmann::json(cursorAfter(page.back())) : nlohmann::json()}});
+}
+
+namespace {
+
+// Counts every answer by route and status code for /metrics, whatever handler gave it.
+class CountedHandler : public Poco::Net::HTTPRequestHandler {
+ public:
+  CountedHandler(Poco::Net::HTTPRequestHandler* inner, std::string route, Metrics& metrics)
+      : inner_(inner), route_(std::move(route)), metrics_(metrics) {}
+  void handleRequest(HTTPServerRequest& request, HTTPServerResponse& response) override {
+    inner_->handleRequest(request, response);
+    metrics_.requestAnswered(route_, static_cast<int>(response.getStatus()));
+  }
+
+ private:
+  std::unique_ptr<Poco::Net::HTTPRequestHandler> inner_;
+  std::string route_;
+  Metrics& metrics_;
+};
+
+}  // namespace
+
 Poco::Net::HTTPRequestHandler* RouteFactory::createRequestHandler(const HTTPServerRequest& request) {
+  std::string route = "unmatched";
+  Poco::Net::HTTPRequestHandler* handler = dispatch(request, route);
+  if (!context_.metrics) return handler;
+  return new CountedHandler(handler, std::move(route), *context_.metrics);
+}
+
+Poco::Net::HTTPRequestHandler* RouteFactory::dispatch(const HTTPServerRequest& request, std::string& route) {
   std::string path;
   std::optional<std::string> repeated;
   try {
@@ -604,7 +958,18 @@ Poco::Net::HTTPRequestHandler* RouteFactory::createRequestHandler(const HTTPServ
   };
 
   if (path == "/healthz") {
+    route = path;
     return method == "GET" ? static_cast<Poco::Net::HTTPRequestHandler*>(new HealthHandler(context_))
+                           : methodNotAllowed("GET");
+  }
+  if (path == "/readyz") {
+    route = path;
+    return method == "GET" ? static_cast<Poco::Net::HTTPRequestHandler*>(new ReadyHandler(context_))
+                           : methodNotAllowed("GET");
+  }
+  if (path == "/metrics" && context_.metrics) {
+    route = path;
+    return method == "GET" ? static_cast<Poco::Net::HTTPRequestHandler*>(new MetricsHandler(context_))
                            : methodNotAllowed("GET");
   }
   if (!authorized(request, context_.settings.api_token)) {
@@ -612,21 +977,30 @@ Poco::Net::HTTPRequestHandler* RouteFactory::createRequestHandler(const HTTPServ
                                     "send the agent's API token as 'Authorization: Bearer <token>'", {}});
   }
   if (path == "/v1/deploys") {
-    return method == "POST" ? static_cast<Poco::Net::HTTPRequestHandler*>(new CreateDeployHandler(context_))
-                            : methodNotAllowed("POST");
+    route = path;
+    if (method == "POST") return new CreateDeployHandler(context_);
+    if (method == "GET") return new ListDeploysHandler(context_);
+    return methodNotAllowed("GET, POST");
   }
   const std::string prefix = "/v1/deploys/";
   if (path.rfind(prefix, 0) == 0) {
-    std::string rest = path.substr(prefix.size());
-    bool wants_log = false;
-    if (rest.size() > 4 && rest.compare(rest.size() - 4, 4, "/log") == 0) {
-      wants_log = true;
-      rest.resize(rest.size() - 4);
-    }
-    if (isValidDeployId(rest)) {
-      if (method != "GET") return methodNotAllowed("GET");
-      if (wants_log) return new GetDeployLogHandler(context_, rest);
-      return new GetDeployHandler(context_, rest);
+    const std::string rest = path.substr(prefix.size());
+    const size_t slash = rest.find('/');
+    const std::string id = rest.substr(0, slash);
+    const std::string sub = slash == std::string::npos ? "" : rest.substr(slash + 1);
+    if (isValidDeployId(id)) {
+      route = "/v1/deploys/{id}" + (sub.empty() ? std::string() : "/" + sub);
+      if (sub.empty()) {
+        if (method == "GET") return new GetDeployHandler(context_, id);
+        if (method == "DELETE") return new DeleteDeployHandler(context_, id);
+        return methodNotAllowed("GET, DELETE");
+      }
+      if (sub == "log") return method == "GET" ? static_cast<Poco::Net::HTTPRequestHandler*>(new GetDeployLogHandler(context_, id))
+                                               : methodNotAllowed("GET");
+      if (sub == "events") return method == "GET" ? static_cast<Poco::Net::HTTPRequestHandler*>(new DeployEventsHandler(context_, id))
+                                                  : methodNotAllowed("GET");
+      if (sub == "cancel") return method == "POST" ? static_cast<Poco::Net::HTTPRequestHandler*>(new CancelDeployHandler(context_, id))
+                                                   : methodNotAllowed("POST");
     }
   }
   return new FixedProblemHandler({404, "not_found", "Not found", "no route for " + method + " " + path, {}});

@@ -22,6 +22,7 @@ struct Toolchain {
   std::filesystem::path convex_cli;      // convex/bin/main.js of the pinned CLI
   std::filesystem::path npm_cli;         // npm/bin/npm-cli.js
   std::string convex_cli_version;        // read from the CLI's package.json at start-up
+  std::string node_version;              // what `node --version` printed at start-up, e.g. "v22.23.3"
 };
 
 // How npm and the CLI are isolated (docs/design.md, "The sandbox"). `tier` and `facilities`
@@ -83,6 +84,20 @@ struct Settings {
   std::vector<std::string> deploy_key_actions = {"deployment:deploy"};
   std::chrono::minutes deploy_key_ttl{60};  // the API requires at least 30 minutes
   bool keep_workdirs = false;            // keep unpacked app and node_modules after a job
+  // Finished jobs (report, logs) are removed after this long, and oldest first while the jobs
+  // folder is over the budget (work folders kept by keep_workdirs go before any report).
+  std::chrono::hours retention_age{24 * 7};
+  uint64_t retention_bytes = 4ull << 30;
+  // Idempotency-Keys are answered for this long (at least a day).
+  std::chrono::hours idempotency_age{24};
+  // /readyz is 503 when the state directory has less free space than this.
+  uint64_t min_free_bytes = 1ull << 30;
+  size_t max_event_streams = 32;         // GET .../events open at once; past it 503
+  std::chrono::seconds event_heartbeat{15};  // a comment line on an idle event stream
+  std::string log_format = "text";       // text | json (one JSON object per line)
+  // After SIGTERM: how long running deploys may take to finish before they are cancelled.
+  // 25 s fits inside Kubernetes' default terminationGracePeriodSeconds of 30.
+  std::chrono::seconds drain_grace{25};
   SandboxSettings sandbox;
   EgressSettings egress;
 };

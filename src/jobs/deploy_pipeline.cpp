@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <set>
 #include <sys/resource.h>
 
 #include <spdlog/spdlog.h>
@@ -32,6 +33,8 @@ struct DeployPipeline::PushTarget {
   std::string deployment_url;   // when known before the push
   std::string management_token; // the token of this job's Management API calls (secret)
   std::string key_cleanup_id;   // the pending deletion of a minted key
+  std::string project_cleanup_id;  // the pending deletion of a created project (ttl_seconds)
+  bool caller_token = false;    // management_token came with the request (never persisted)
 };
 
 namespace {
@@ -55,8 +58,11 @@ uint64_t openFilesLimit() {
 // newline, so redacting whole lines cannot miss one split across two reads.
 class CapturedOutput {
  public:
-  CapturedOutput(uint64_t limit, const fs::path& live_path, const Redactor& redactor)
-      : limit_(limit), live_(live_path, std::ios::trunc | std::ios::binary), redactor_(redactor) {}
+  // `on_line` gets each complete line, redacted, without its newline (the job's `log` events).
+  CapturedOutput(uint64_t limit, const fs::path& live_path, const Redactor& redactor,
+                 std::function<void(const std::string&)> on_line)
+      : limit_(limit), live_(live_path, std::ios::trunc | std::ios::binary), redactor_(redactor),
+        on_line_(std::move(on_line)) {}
 
   void append(std::string_view chunk) {
     if (text_.size() >= limit_) { truncated_ = true; return; }
@@ -65,9 +71,15 @@ class CapturedOutput {
     text_.append(chunk.substr(0, room));
     size_t last_newline = text_.rfind('\n');
     if (last_newline != std::string::npos && last_newline + 1 > mirrored_) {
-      live_ << redactor_.redact(std::string_view(text_).substr(mirrored_, last_newline + 1 - mirrored_));
+      const std::string lines = redactor_.redact(std::string_view(text_).substr(mirrored_, last_newline + 1 - mirrored_));
+      live_ << lines;
       live_.flush();
       mirrored_ = last_newline + 1;
+      if (on_line_) {
+        for (size_t start = 0, end; (end = lines.find('\n', start)) != std::string::npos; start = end + 1) {
+          on_line_(lines.substr(start, end - start));
+        }
+      }
     }
   }
 
@@ -78,6 +90,7 @@ class CapturedOutput {
   uint64_t limit_;
   std::ofstream live_;
   const Redactor& redactor_;
+  std::function<void(const std::string&)> on_line_;
   std::string text_;
   size_t mirrored_ = 0;
   bool truncated_ = false;
@@ -108,7 +121,8 @@ CapturedRun runToolchainCommand(const Settings& settings, const DeployJob& job, 
                                 std::map<std::string, std::string> extra_env,
                                 net::EgressAllowlist allowlist, NetworkReport& network,
                                 std::chrono::seconds timeout, const std::string& log_name,
-                                const Redactor& redactor, const std::atomic<bool>& cancel) {
+                                const Redactor& redactor, const std::atomic<bool>& cancel,
+                                std::function<void(const std::string&)> on_line) {
   CapturedRun result;
   std::optional<RunEgress> egress;
   try {
@@ -132,7 +146,7 @@ CapturedRun runToolchainCommand(const Settings& settings, const DeployJob& job, 
   spec.isolation = job_sandbox.isolation();
   if (egress) egress->applyTo(spec.isolation);
 
-  CapturedOutput output(settings.max_log_bytes, job.job_dir / log_name, redactor);
+  CapturedOutput output(settings.max_log_bytes, job.job_dir / log_name, redactor, std::move(on_line));
   result.run = sandbox::runProcess(spec, [&](std::string_view chunk) { output.append(chunk); }, &cancel);
   if (egress) egress->finishInto(network);
   result.log = redactor.redact(output.text());
@@ -198,6 +212,21 @@ std::optional<DeployError> errorForRunFailure(const sandbox::RunResult& run,
   }
 }
 
+// Where the app is as the tools saw it (inside the sandbox) and on the host: paths under either
+// are reported relative to the app root.
+std::vector<std::string> appRootPrefixes(const DeployJob& job, const JobSandbox& job_sandbox) {
+  return {job_sandbox.paths().app, job.app_dir.string()};
+}
+
+// Errors whose cause is the moment, not the request: the agent stopping, the network, another
+// push racing this one, a registry or deployment too slow this time. (Convex API errors carry
+// their own verdict, from the status they got.)
+bool isTransient(const std::string& reason) {
+  static const std::set<std::string> kTransient = {"agent_stopped", "agent_restarted", "network_error",
+                                                   "push_raced",    "install_timeout", "cli_timeout"};
+  return kTransient.count(reason) > 0;
+}
+
 }  // namespace
 
 DeployPipeline::DeployPipeline(const Settings& settings, JobStore& store, const Redactor& redactor,
@@ -235,10 +264,31 @@ void DeployPipeline::run(const DeployJob& job, const std::atomic<bool>& cancel) 
         report.warnings.push_back("the minted deploy key could not be deleted: " + detail);
       }
     }
-    report.status = error ? DeployStatus::kFailed : DeployStatus::kSucceeded;
+    const bool cancelled = error && job.cancelled_by_request && *job.cancelled_by_request;
+    if (cancelled) {
+      // A caller's cancel: what this job created for itself goes too, its project included.
+      error = DeployError{"cancelled", "cancelled by request during " + report.phase};
+      if (cleanup_ && report.project && report.project->created) {
+        if (!target.project_cleanup_id.empty()) {
+          cleanup_->dueNow(target.project_cleanup_id);
+        } else {
+          CleanupTask task;
+          task.kind = "project";
+          task.project_id = report.project->id;
+          task.job_id = job.id;
+          task.due_at_ms = nowUnixMillis();
+          std::string failure;
+          if (!cleanup_->add(task, target.caller_token ? target.management_token : "", failure)) {
+            report.warnings.push_back("the project this job created could not be scheduled for deletion (" + failure +
+                                      "): delete project " + std::to_string(report.project->id) + " yourself");
+          }
+        }
+      }
+    }
+    report.status = cancelled ? DeployStatus::kCancelled : error ? DeployStatus::kFailed : DeployStatus::kSucceeded;
     if (error) error->message = redactor.redact(error->message);
-    // The same request may succeed once the agent is back.
-    if (error && (error->reason == "agent_stopped" || error->reason == "agent_restarted")) error->retryable = true;
+    // Failures of time and place, not of the bundle: the same request may succeed later.
+    if (error && isTransient(error->reason)) error->retryable = true;
     report.error = error;
     if (!error) report.phase = "done";  // a failed report keeps the phase that failed
     report.finished_at_ms = nowUnixMillis();
@@ -285,6 +335,13 @@ void DeployPipeline::run(const DeployJob& job, const std::atomic<bool>& cancel) 
   }
 }
 
+std::function<void(const std::string&)> DeployPipeline::logEvents(const std::string& job_id,
+                                                                  const std::string& phase) const {
+  return [this, job_id, phase](const std::string& line) {
+    store_.appendEvent(job_id, "log", {{"phase", phase}, {"line", line}});
+  };
+}
+
 DeployPipeline::PhaseResult DeployPipeline::install(const DeployJob& job, const JobSandbox& job_sandbox,
                                                     DeployReport& report, const Redactor& redactor,
                                                     const std::atomic<bool>& cancel) const {
@@ -301,8 +358,12 @@ DeployPipeline::PhaseResult DeployPipeline::install(const DeployJob& job, const 
                                    "--no-audit", "--no-fund", "--loglevel=warn"};
   if (settings_.npm_offline) args.push_back("--offline");
   auto [run, log] = runToolchainCommand(settings_, job, job_sandbox, std::move(args), {}, installAllowlist(settings_),
-                                        report.network, settings_.install_timeout, "install.log", redactor, cancel);
+                                        report.network, settings_.install_timeout, "install.log", redactor, cancel,
+                                        logEvents(job.id, "install"));
   report.timings_ms["install"] = millisSince(started);
+  if (run.status != sandbox::Status::kOk) {
+    report.diagnostics = parseNpmDiagnostics(log, appRootPrefixes(job, job_sandbox));
+  }
 
   if (auto error = errorForRunFailure(run, "install", settings_.install_timeout, settings_, job_sandbox)) {
     return {error};
@@ -388,6 +449,7 @@ DeployPipeline::PhaseResult DeployPipeline::resolveTarget(const DeployJob& job, 
   const auto started = Clock::now();
   target.management_token = job.access_token.empty() ? settings_.team_token : job.access_token;
   const bool caller_token = !job.access_token.empty();
+  target.caller_token = caller_token;
 
   convex::HttpOptions http = convex::httpOptionsFromEnvironment(settings_.env_passthrough, settings_.convex_url);
   http.cancel = &cancel;
@@ -460,9 +522,12 @@ DeployPipeline::PhaseResult DeployPipeline::resolveTarget(const DeployJob& job, 
         if (!cleanup_->add(task, caller_token ? target.management_token : "", error)) {
           report.warnings.push_back("the project's deletion could not be stored (" + error +
                                     "): delete project " + std::to_string(*project_id) + " yourself");
-        } else if (caller_token) {
-          report.warnings.push_back("the project's deletion uses the request's Convex-Access-Token, which the agent "
-                                    "never stores: a restart of the agent before it is due forgets it");
+        } else {
+          target.project_cleanup_id = task.id;
+          if (caller_token) {
+            report.warnings.push_back("the project's deletion uses the request's Convex-Access-Token, which the "
+                                      "agent never stores: a restart of the agent before it is due forgets it");
+          }
         }
       }
     }
@@ -700,8 +765,10 @@ DeployPipeline::PhaseResult DeployPipeline::push(const DeployJob& job, const Job
   }
   auto [run, log] = runToolchainCommand(settings_, job, job_sandbox, std::move(args), std::move(env),
                                         pushAllowlist(settings_, deployment_url), report.network,
-                                        settings_.cli_timeout, "cli.log", redactor, cancel);
+                                        settings_.cli_timeout, "cli.log", redactor, cancel, logEvents(job.id, "push"));
   report.timings_ms["push"] = millisSince(started);
+  // Warnings of a successful push too: what a generator should fix before it matters.
+  report.diagnostics = parseCliDiagnostics(log, appRootPrefixes(job, job_sandbox));
 
   if (auto error = errorForRunFailure(run, "cli", settings_.cli_timeout, settings_, job_sandbox)) return {error};
   report.exit_code = run.exit_code;

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
+#include <memory>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -35,6 +37,9 @@ struct DeployJob {
   std::filesystem::path job_dir;
   std::filesystem::path app_dir;     // the inspected app root inside job_dir
   std::string typecheck = "try";     // the CLI's --typecheck
+  // Raised with the cancel flag when a caller cancelled the job (not the agent stopping): the
+  // job then ends `cancelled`, not failed. Set by the runner; may be null.
+  std::shared_ptr<const std::atomic<bool>> cancelled_by_request;
 };
 
 class DeployPipeline {
@@ -47,6 +52,8 @@ class DeployPipeline {
 
  private:
   struct PhaseResult;
+  // Appends each line of a run's output to the job's events as `log` events of `phase`.
+  std::function<void(const std::string&)> logEvents(const std::string& job_id, const std::string& phase) const;
   PhaseResult install(const DeployJob& job, const JobSandbox& job_sandbox, DeployReport& report,
                       const Redactor& redactor, const std::atomic<bool>& cancel) const;
   // Where this job pushes, and with what key: the caller's key, or one minted for the

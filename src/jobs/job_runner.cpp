@@ -27,9 +27,12 @@ void JobRunner::stop() {
     // Set under the lock: a worker between checking the flag and waiting cannot miss it.
     std::lock_guard lock(mutex_);
     if (stopping_.exchange(true)) return;
+    for (auto& [id, running] : running_) {
+      running->cancel = true;
+      running->cancel.notify_all();  // for a job waiting on its flag
+    }
   }
   available_.notify_all();
-  stopping_.notify_all();  // for a job waiting on its cancel flag
   for (auto& worker : workers_) {
     if (worker.joinable()) worker.join();
   }
@@ -42,6 +45,40 @@ void JobRunner::stop() {
   for (const auto& job : abandoned) {
     fail(job, DeployError{"agent_stopped", "the agent stopped before this deploy started", "", true});
   }
+}
+
+JobRunner::CancelOutcome JobRunner::cancel(const std::string& id) {
+  std::optional<DeployJob> dequeued;
+  {
+    std::lock_guard lock(mutex_);
+    if (auto running = running_.find(id); running != running_.end()) {
+      *running->second->by_request = true;  // before the flag: the job reads it once it stops
+      running->second->cancel = true;
+      running->second->cancel.notify_all();
+      return CancelOutcome::kStopping;
+    }
+    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+      if (it->id == id) {
+        dequeued = std::move(*it);
+        queue_.erase(it);
+        break;
+      }
+    }
+  }
+  if (!dequeued) return CancelOutcome::kNotHere;
+  fail(*dequeued, DeployError{"cancelled", "cancelled by request before it started"}, DeployStatus::kCancelled);
+  spdlog::info("deploy {} cancelled before it started", id);
+  return CancelOutcome::kDequeued;
+}
+
+size_t JobRunner::queuedCount() const {
+  std::lock_guard lock(mutex_);
+  return queue_.size();
+}
+
+size_t JobRunner::runningCount() const {
+  std::lock_guard lock(mutex_);
+  return running_.size();
 }
 
 bool JobRunner::hasRoom() const {
@@ -62,16 +99,19 @@ bool JobRunner::submit(DeployJob job) {
 void JobRunner::work() {
   while (true) {
     DeployJob job;
+    auto running = std::make_shared<RunningJob>();
     {
       std::unique_lock lock(mutex_);
       available_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (stopping_) return;
       job = std::move(queue_.front());
       queue_.pop_front();
+      running_[job.id] = running;
     }
+    job.cancelled_by_request = running->by_request;
     try {
       spdlog::info("deploy {} started (target {})", job.id, targetName(job.target));
-      run_job_(job, stopping_);
+      run_job_(job, running->cancel);
       // A run leaves a terminal report; one that did not would read "running" until a restart.
       fail(job, DeployError{"internal_error", "the deploy ended without a result"});
     } catch (const std::exception& e) {
@@ -80,6 +120,10 @@ void JobRunner::work() {
     } catch (...) {
       spdlog::error("deploy {} failed inside the agent: an exception of unknown type", job.id);
       fail(job, DeployError{"internal_error", "the agent failed while running this deploy"});
+    }
+    {
+      std::lock_guard lock(mutex_);
+      running_.erase(job.id);
     }
     try {
       if (auto report = store_.get(job.id)) {
@@ -91,7 +135,7 @@ void JobRunner::work() {
   }
 }
 
-void JobRunner::fail(const DeployJob& job, const DeployError& error) noexcept {
+void JobRunner::fail(const DeployJob& job, const DeployError& error, DeployStatus status) noexcept {
   try {
     auto report = store_.get(job.id);
     // A finished job was cleaned up by its pipeline; only an unfinished one is ours to end.
@@ -103,7 +147,7 @@ void JobRunner::fail(const DeployJob& job, const DeployError& error) noexcept {
       std::filesystem::remove(job.job_dir / "bundle.upload", ignored);
     }
     if (report) {
-      report->status = DeployStatus::kFailed;
+      report->status = status;
       report->error = error;
       report->finished_at_ms = nowUnixMillis();
       store_.put(*report);

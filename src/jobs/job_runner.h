@@ -31,15 +31,32 @@ class JobRunner {
 
   // False when the queue is full; the caller answers 503 and keeps nothing.
   bool submit(DeployJob job);
+
+  enum class CancelOutcome {
+    kDequeued,    // it was waiting: it is cancelled now, with nothing left behind
+    kStopping,    // it is running: it was told to stop and will end `cancelled`
+    kNotHere,     // not queued or running here (finished, or unknown)
+  };
+  // Cancels a job for a caller; idempotent.
+  CancelOutcome cancel(const std::string& id);
+  size_t queuedCount() const;
+  size_t runningCount() const;
   // Whether submit would find room now: lets intake refuse before receiving an upload it
   // could not queue. submit still decides, since room can go while the upload arrives.
   bool hasRoom() const;
 
  private:
+  // What a running job is told: stop (the agent stops, or a caller cancelled it).
+  struct RunningJob {
+    std::atomic<bool> cancel{false};
+    std::shared_ptr<std::atomic<bool>> by_request = std::make_shared<std::atomic<bool>>(false);
+  };
+
   void work();
-  // Marks a job that will not (or did not) finish normally failed, unless already terminal,
-  // and removes its work folder and upload (unless keep_workdirs). Never throws.
-  void fail(const DeployJob& job, const DeployError& error) noexcept;
+  // Ends a job that will not (or did not) finish normally with `status` (failed or cancelled),
+  // unless already terminal, and removes its work folder and upload (unless keep_workdirs).
+  // Never throws.
+  void fail(const DeployJob& job, const DeployError& error, DeployStatus status = DeployStatus::kFailed) noexcept;
 
   const Settings& settings_;
   JobStore& store_;
@@ -47,6 +64,7 @@ class JobRunner {
   mutable std::mutex mutex_;
   std::condition_variable available_;
   std::deque<DeployJob> queue_;
+  std::map<std::string, std::shared_ptr<RunningJob>> running_;  // by job id
   std::atomic<bool> stopping_{false};
   std::vector<std::thread> workers_;
 };

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <fstream>
 #include <random>
@@ -158,6 +159,12 @@ bool JobStore::recoverJob(const fs::path& job_dir) {
   // A crash leaves the job's volume mounted on its work folder; nothing could delete it.
   if (unmountLeftoverJobVolume(job_dir)) spdlog::info("unmounted the job volume left on {}", job_dir.string());
   const std::string id = job_dir.filename().string();
+  // A removal (DELETE, retention) the agent died in the middle of.
+  if (id.rfind(std::string(kTrashDirName) + "-", 0) == 0) {
+    std::error_code ignored;
+    fs::remove_all(job_dir, ignored);
+    return false;
+  }
   const bool named_like_a_job = isValidDeployId(id);
   const fs::path report_path = job_dir / "report.json";
   const auto report_status = fs::symlink_status(report_path, ec);
@@ -230,18 +237,39 @@ bool JobStore::recoverJob(const fs::path& job_dir) {
     interrupted = true;
     persist(*report);  // a failure is logged; this run answers from memory either way
   }
-  std::lock_guard lock(mutex_);
-  reports_[report->id] = *report;
+  {
+    std::lock_guard lock(mutex_);
+    reports_[report->id] = *report;
+  }
+  if (interrupted) {
+    // A client following its events, before the restart or after, sees how it ended.
+    appendEvent(report->id, "phase", {{"status", statusName(report->status)}, {"phase", report->phase}});
+    appendEvent(report->id, "report", report->toJson());
+  }
   return interrupted;
 }
 
 bool JobStore::put(const DeployReport& report) {
   const bool stored = persist(report);
+  bool finished_now = false;
+  bool moved = false;
   {
     std::lock_guard lock(mutex_);
+    auto found = reports_.find(report.id);
+    moved = found == reports_.end() || found->second.status != report.status || found->second.phase != report.phase;
+    finished_now = isTerminal(report.status) && (found == reports_.end() || !isTerminal(found->second.status));
     reports_[report.id] = report;
   }
+  if (moved) appendEvent(report.id, "phase", {{"status", statusName(report.status)}, {"phase", report.phase}});
+  if (finished_now) appendEvent(report.id, "report", report.toJson());
   changed_.notify_all();
+  if (finished_now && on_finished_) {
+    try {
+      on_finished_(report);
+    } catch (const std::exception& e) {
+      spdlog::error("the finish observer of deploy {} failed: {}", report.id, e.what());
+    }
+  }
   return stored;
 }
 
@@ -262,12 +290,198 @@ void JobStore::discard(const std::string& id) {
   changed_.notify_all();
 }
 
+std::vector<DeployReport> JobStore::list(std::optional<DeployStatus> status, size_t limit,
+                                         const std::optional<ListPosition>& after) const {
+  auto newer = [](const DeployReport& a, const DeployReport& b) {
+    return a.created_at_ms != b.created_at_ms ? a.created_at_ms > b.created_at_ms : a.id > b.id;
+  };
+  std::vector<DeployReport> matching;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, report] : reports_) {
+      if (status && report.status != *status) continue;
+      if (after && !(after->created_at_ms != report.created_at_ms ? report.created_at_ms < after->created_at_ms
+                                                                   : report.id < after->id)) {
+        continue;
+      }
+      matching.push_back(report);
+    }
+  }
+  const size_t kept = std::min(limit, matching.size());
+  std::partial_sort(matching.begin(), matching.begin() + static_cast<std::ptrdiff_t>(kept), matching.end(), newer);
+  matching.resize(kept);
+  return matching;
+}
+
+JobStore::RemoveResult JobStore::remove(const std::string& id) {
+  {
+    std::lock_guard lock(mutex_);
+    auto it = reports_.find(id);
+    if (it == reports_.end()) return RemoveResult::kNotFound;
+    if (!isTerminal(it->second.status)) return RemoveResult::kNotFinished;
+    reports_.erase(it);
+  }
+  changed_.notify_all();
+  // Renamed first, so a crash halfway never leaves a job folder without its report.
+  std::error_code ignored;
+  const fs::path doomed = jobs_dir_ / (std::string(kTrashDirName) + "-" + id);
+  fs::rename(jobs_dir_ / id, doomed, ignored);
+  fs::remove_all(doomed, ignored);
+  fs::remove_all(jobs_dir_ / id, ignored);
+  return RemoveResult::kRemoved;
+}
+
+namespace {
+
+uint64_t treeBytes(const fs::path& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end;
+       !ec && it != end; it.increment(ec)) {
+    std::error_code size_error;
+    if (it->is_regular_file(size_error)) {
+      const auto size = it->file_size(size_error);
+      if (!size_error) total += size;
+    }
+  }
+  return total;
+}
+
+}  // namespace
+
+size_t JobStore::enforceRetention(std::chrono::milliseconds max_age, uint64_t budget_bytes) {
+  struct Finished {
+    int64_t finished_at_ms;
+    std::string id;
+  };
+  std::vector<Finished> finished;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, report] : reports_) {
+      if (isTerminal(report.status)) finished.push_back({report.finished_at_ms, id});
+    }
+  }
+  std::sort(finished.begin(), finished.end(),
+            [](const Finished& a, const Finished& b) { return a.finished_at_ms < b.finished_at_ms; });
+  size_t removed = 0;
+  const int64_t oldest_kept = nowUnixMillis() - max_age.count();
+  std::vector<Finished> young;
+  for (const auto& job : finished) {
+    if (job.finished_at_ms < oldest_kept) {
+      if (remove(job.id) == RemoveResult::kRemoved) ++removed;
+    } else {
+      young.push_back(job);
+    }
+  }
+  uint64_t used = treeBytes(jobs_dir_);
+  if (used <= budget_bytes) return removed;
+  // Work folders first: they are the bulk and nobody needs them once a job is done.
+  std::error_code ignored;
+  for (const auto& job : young) {
+    if (used <= budget_bytes) break;
+    const fs::path work = jobs_dir_ / job.id / "work";
+    if (!fs::exists(work, ignored)) continue;
+    const uint64_t bytes = treeBytes(work);
+    fs::remove_all(work, ignored);
+    used -= std::min(used, bytes);
+  }
+  // Then whole jobs, oldest first: reports and logs are kept longest.
+  for (const auto& job : young) {
+    if (used <= budget_bytes) break;
+    const uint64_t bytes = treeBytes(jobs_dir_ / job.id);
+    if (remove(job.id) == RemoveResult::kRemoved) {
+      ++removed;
+      used -= std::min(used, bytes);
+    }
+  }
+  return removed;
+}
+
+uint64_t JobStore::eventCountLocked(const std::string& job_id) const {
+  auto it = event_counts_.find(job_id);
+  if (it != event_counts_.end()) return it->second;
+  // First use since start: the file has what earlier runs appended (a torn last line, from a
+  // crash mid-write, is not counted: its number is given again).
+  uint64_t count = 0;
+  std::ifstream in(jobs_dir_ / job_id / "events.jsonl", std::ios::binary);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!in.eof() && !line.empty()) ++count;
+  }
+  event_counts_[job_id] = count;
+  return count;
+}
+
+void JobStore::appendEvent(const std::string& job_id, const std::string& type, nlohmann::json data) {
+  std::lock_guard append_lock(events_mutex_);
+  uint64_t id = 0;
+  {
+    std::lock_guard lock(mutex_);
+    id = eventCountLocked(job_id) + 1;
+  }
+  const std::string line =
+      nlohmann::json{{"id", id}, {"type", type}, {"data", std::move(data)}}.dump(-1, ' ', false,
+                                                                               nlohmann::json::error_handler_t::replace) +
+      "\n";
+  std::error_code ec;
+  fs::create_directories(jobs_dir_ / job_id, ec);
+  std::ofstream out(jobs_dir_ / job_id / "events.jsonl", std::ios::app | std::ios::binary);
+  out << line;
+  out.flush();
+  if (!out) {
+    spdlog::error("cannot store event {} of deploy {}; it is not served", id, job_id);
+    return;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    event_counts_[job_id] = id;
+  }
+  changed_.notify_all();
+}
+
+void JobStore::closeWaiters() {
+  {
+    std::lock_guard lock(mutex_);
+    streams_closed_ = true;
+  }
+  changed_.notify_all();
+}
+
+std::vector<JobStore::Event> JobStore::eventsAfter(const std::string& job_id, uint64_t after_id, size_t limit,
+                                                   std::chrono::milliseconds timeout, bool& finished) const {
+  {
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, timeout, [&] {
+      auto report = reports_.find(job_id);
+      return streams_closed_ || report == reports_.end() || eventCountLocked(job_id) > after_id;
+    });
+  }
+  std::vector<Event> events;
+  finished = false;
+  std::ifstream in(jobs_dir_ / job_id / "events.jsonl", std::ios::binary);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (in.eof()) break;  // a line still being written
+    try {
+      auto j = nlohmann::json::parse(line);
+      Event event{j.at("id").get<uint64_t>(), j.at("type").get<std::string>(), j.at("data")};
+      if (event.type == "report") finished = true;
+      if (event.id > after_id && events.size() < limit) events.push_back(std::move(event));
+    } catch (const std::exception&) {
+      // A torn line from a crash: skipped.
+    }
+  }
+  // `finished` only when nothing after the report is still to be sent.
+  if (finished && !events.empty() && events.back().type != "report") finished = false;
+  return events;
+}
+
 std::optional<DeployReport> JobStore::waitForTerminal(const std::string& id,
                                                       std::chrono::milliseconds timeout) const {
   std::unique_lock lock(mutex_);
   changed_.wait_for(lock, timeout, [&] {
     auto it = reports_.find(id);
-    return it == reports_.end() || isTerminal(it->second.status);
+    return streams_closed_ || it == reports_.end() || isTerminal(it->second.status);
   });
   auto it = reports_.find(id);
   if (it == reports_.end()) return std::nullopt;

@@ -9,11 +9,15 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "report/deploy_report.h"
 
@@ -42,12 +46,52 @@ class JobStore {
 
   std::filesystem::path jobDir(const std::string& id) const { return jobs_dir_ / id; }
 
+  // A job's events, for GET /v1/deploys/{id}/events: `phase` (each change of status or phase),
+  // `log` (a redacted line of npm's or the CLI's output) and, last, `report` (the final report).
+  // Numbered from 1 per job and appended to <job>/events.jsonl, so a finished job's events are
+  // served again after a restart.
+  struct Event {
+    uint64_t id = 0;
+    std::string type;
+    nlohmann::json data;
+  };
+  void appendEvent(const std::string& job_id, const std::string& type, nlohmann::json data);
+  // Events after `after_id`, at most `limit`; waits up to `timeout` for one when there are none
+  // yet and the job is not finished. `finished` says whether the last event (`report`) is among
+  // them or was before.
+  std::vector<Event> eventsAfter(const std::string& job_id, uint64_t after_id, size_t limit,
+                                 std::chrono::milliseconds timeout, bool& finished) const;
+
+  // Wakes every eventsAfter and waitForTerminal at once, for good: the server is stopping, and
+  // long polls and event streams answer with what they have.
+  void closeWaiters();
+
+  // Called (outside the store's lock) each time a job becomes terminal through put: metrics.
+  void onFinished(std::function<void(const DeployReport&)> observer) { on_finished_ = std::move(observer); }
+
   // Create or replace, persist, wake waiters. Never throws; false when the report could not be
   // persisted (logged; the in-memory report is updated regardless).
   bool put(const DeployReport& report);
   std::optional<DeployReport> get(const std::string& id) const;
   // Forgets a job that was never accepted (the queue refused it) and removes its directory.
   void discard(const std::string& id);
+
+  // Reports newest first (created_at, then id, descending), optionally of one status, at most
+  // `limit`, starting after the position `after` names (a cursor from a previous page).
+  struct ListPosition {
+    int64_t created_at_ms = 0;
+    std::string id;
+  };
+  std::vector<DeployReport> list(std::optional<DeployStatus> status, size_t limit,
+                                 const std::optional<ListPosition>& after) const;
+
+  enum class RemoveResult { kRemoved, kNotFound, kNotFinished };
+  // Forgets a finished job and deletes its folder (report, logs, anything left).
+  RemoveResult remove(const std::string& id);
+  // Deletes the work folders of finished jobs (kept by --keep-workdirs) and then whole finished
+  // jobs, oldest first, until the jobs folder holds at most `budget_bytes`; and every finished
+  // job older than `max_age`. Returns how many jobs were removed.
+  size_t enforceRetention(std::chrono::milliseconds max_age, uint64_t budget_bytes);
 
   // Blocks until the job is terminal or `timeout` passes; returns the latest report.
   std::optional<DeployReport> waitForTerminal(const std::string& id,
@@ -61,6 +105,12 @@ class JobStore {
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;
   std::map<std::string, DeployReport> reports_;
+  std::function<void(const DeployReport&)> on_finished_;
+  // Per job: how many events exist (loaded from events.jsonl on first use).
+  mutable std::map<std::string, uint64_t> event_counts_;
+  bool streams_closed_ = false;
+  uint64_t eventCountLocked(const std::string& job_id) const;
+  std::mutex events_mutex_;  // serialises appends to one file
 };
 
 }  // namespace da

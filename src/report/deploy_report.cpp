@@ -10,13 +10,14 @@ const char* statusName(DeployStatus s) {
     case DeployStatus::kRunning: return "running";
     case DeployStatus::kSucceeded: return "succeeded";
     case DeployStatus::kFailed: return "failed";
+    case DeployStatus::kCancelled: return "cancelled";
   }
   return "failed";
 }
 
 std::optional<DeployStatus> parseStatus(const std::string& s) {
   for (auto candidate : {DeployStatus::kQueued, DeployStatus::kRunning, DeployStatus::kSucceeded,
-                         DeployStatus::kFailed}) {
+                         DeployStatus::kFailed, DeployStatus::kCancelled}) {
     if (s == statusName(candidate)) return candidate;
   }
   return std::nullopt;
@@ -88,6 +89,7 @@ nlohmann::json DeployReport::toJson() const {
                                           {"is_new", preview->is_new}}
                         : nlohmann::json();
   j["env"] = {{"names", env_names}};
+  j["diagnostics"] = da::toJson(diagnostics);
   nlohmann::json calls = nlohmann::json::array();
   for (const auto& call : api_calls) {
     calls.push_back({{"call", call.call}, {"attempts", call.attempts}, {"outcomes", call.outcomes}, {"ok", call.ok}});
@@ -189,6 +191,7 @@ DeployReport DeployReport::fromJson(const nlohmann::json& j) {
                            call.value("outcomes", std::vector<std::string>{}), call.value("ok", false)});
   }
   if (j.contains("env") && j["env"].is_object()) r.env_names = j["env"].value("names", std::vector<std::string>{});
+  if (j.contains("diagnostics")) r.diagnostics = diagnosticsFromJson(j["diagnostics"]);
   if (j.contains("stored") && j["stored"].is_object()) {
     r.created_at_ms = j["stored"].value("created_at_ms", int64_t{0});
     r.started_at_ms = j["stored"].value("started_at_ms", int64_t{0});

@@ -11,13 +11,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "report/diagnostics.h"
+
 namespace da {
 
-enum class DeployStatus { kQueued, kRunning, kSucceeded, kFailed };
+enum class DeployStatus { kQueued, kRunning, kSucceeded, kFailed, kCancelled };
 const char* statusName(DeployStatus s);
 std::optional<DeployStatus> parseStatus(const std::string& s);
 inline bool isTerminal(DeployStatus s) {
-  return s == DeployStatus::kSucceeded || s == DeployStatus::kFailed;
+  return s == DeployStatus::kSucceeded || s == DeployStatus::kFailed || s == DeployStatus::kCancelled;
 }
 
 enum class Target { kDev, kProd };
@@ -109,6 +111,7 @@ struct DeployReport {
   std::optional<ProjectReport> project;
   std::optional<PreviewReport> preview;          // preview deploys: which preview was claimed
   std::vector<std::string> env_names;            // env vars set before the push (never their values)
+  std::vector<Diagnostic> diagnostics;           // what npm, esbuild, tsc and Convex said is wrong, by file
   std::vector<ApiCallReport> api_calls;
   int64_t created_at_ms = 0;
   int64_t started_at_ms = 0;

@@ -241,6 +241,7 @@ TEST_F(AgentLifecycle, DevOnceRetryingForeverIsKilledAtTheCliTimeout) {
   Json done = report(id, 60);
   EXPECT_EQ(done["status"], "failed") << done.dump(2);
   EXPECT_EQ(done["error"]["reason"], "cli_timeout") << done.dump(2);
+  EXPECT_EQ(done["error"]["retryable"], true) << "a deployment that is down now may be up later";
   EXPECT_TRUE(done["exit_code"].is_null());
 }
 

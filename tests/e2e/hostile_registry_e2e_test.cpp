@@ -103,7 +103,7 @@ class HostileRegistryE2E : public ::testing::TestWithParam<std::string> {
                                      standin_->baseUrl(), "--toolchain", testsupport::toolchainDir(), "--npm-cache",
                                      cache_.string(), "--npm-registry", registry_->url(), "--token-file",
                                      token_file_.string(), "--cli-timeout", "120", "--install-timeout", "300",
-                                     "--sandbox", GetParam()};
+                                     "--sandbox", GetParam(), "--drain-seconds", "0"};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     agent_ = std::make_unique<ServerProcess>(testsupport::binaryDir() + "/bin/deploy-agent", args,
                                              std::map<std::string, std::string>{{"CONVEX_TEAM_TOKEN", kTeamToken}});

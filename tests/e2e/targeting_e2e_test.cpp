@@ -6,20 +6,11 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <memory>
 
-#include <nlohmann/json.hpp>
-
-#include "support/archive_builder.h"
-#include "support/e2e.h"
-#include "support/multipart.h"
-#include "support/server_process.h"
+#include "support/agent_e2e.h"
 
 namespace fs = std::filesystem;
-using testsupport::ArchiveBuilder;
 using testsupport::httpRequest;
-using testsupport::ServerProcess;
 using Json = nlohmann::json;
 
 namespace {
@@ -29,100 +20,12 @@ const std::string kTeamToken = "targeting-team-token-0123456789";
 const std::string kEnvSecret = "sk-targeting-env-value-5f2c91";
 const std::string kSelfHosted = "own-backend";
 
-class Targeting : public ::testing::Test {
+class Targeting : public testsupport::AgentE2E {
  protected:
+  Targeting() : AgentE2E("targeting", kAgentToken, kTeamToken, {"--self-hosted", kSelfHosted}) {}
   void SetUp() override {
-    state_dir_ = fs::temp_directory_path() / ("da-targeting-" + std::to_string(getpid()) + "-" +
-                                              ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(state_dir_);
-    fs::create_directories(state_dir_);
-    standin_ = std::make_unique<ServerProcess>(
-        testsupport::binaryDir() + "/bin/convex-standin",
-        std::vector<std::string>{"--listen", "127.0.0.1:0", "--team-token", kTeamToken, "--self-hosted", kSelfHosted},
-        std::map<std::string, std::string>{});
-    secrets_ = {kTeamToken, kEnvSecret};
-  }
-  void TearDown() override {
-    agent_.reset();
-    // Whatever a test did, nothing the agent wrote (state, reports, logs) holds a secret.
-    expectNoSecretWritten();
-    standin_.reset();
-    fs::remove_all(state_dir_);
-  }
-
-  // The agent logs to a file in the state folder's parent, so the secret scan reads it.
-  void startAgent(bool with_team_token, std::vector<std::string> extra_args = {}) {
-    auto args = testsupport::offlineAgentArgs(state_dir_ / "state", standin_->baseUrl());
-    args.insert(args.end(), extra_args.begin(), extra_args.end());
-    std::map<std::string, std::string> env{{"DEPLOY_AGENT_TOKEN", kAgentToken}};
-    if (with_team_token) env["CONVEX_TEAM_TOKEN"] = kTeamToken;
-    agent_ = std::make_unique<ServerProcess>(testsupport::binaryDir() + "/bin/deploy-agent", args, env,
-                                             (state_dir_ / "agent.log").string());
-  }
-
-  // POST /v1/deploys with the bundle and `options` as multipart parts, plus `headers`.
-  testsupport::HttpResult postWithOptions(const Json& options, std::map<std::string, std::string> headers = {},
-                                          const std::string& query = {}) {
-    auto [content_type, body] = testsupport::multipartBody(
-        {{"bundle", "app.tar.gz", "application/gzip", exampleBundle()},
-         {"options", "", "application/json", options.dump()}});
-    headers["Authorization"] = "Bearer " + kAgentToken;
-    headers["Content-Type"] = content_type;
-    return httpRequest("POST", agent_->baseUrl() + "/v1/deploys" + (query.empty() ? "" : "?" + query), headers, body);
-  }
-
-  // Posts and waits for the final report.
-  Json deploy(const Json& options, std::map<std::string, std::string> headers = {}) {
-    auto accepted = postWithOptions(options, std::move(headers));
-    EXPECT_EQ(accepted.status, 202) << accepted.body;
-    if (accepted.status != 202) return Json::object();
-    return finalReport(Json::parse(accepted.body)["id"]);
-  }
-
-  Json finalReport(const std::string& id) {
-    for (int i = 0; i < 4; ++i) {
-      Json now = report(id, 60);
-      if (now["status"] == "succeeded" || now["status"] == "failed") return now;
-    }
-    ADD_FAILURE() << "deploy " << id << " did not finish";
-    return Json::object();
-  }
-
-  Json report(const std::string& id, int wait_seconds) {
-    auto result = httpRequest("GET", agent_->baseUrl() + "/v1/deploys/" + id + "?wait=" + std::to_string(wait_seconds),
-                              {{"Authorization", "Bearer " + kAgentToken}});
-    EXPECT_EQ(result.status, 200) << result.body;
-    return Json::parse(result.body);
-  }
-
-  Json standinGet(const std::string& path, const std::string& bearer = {}) {
-    std::map<std::string, std::string> headers;
-    if (!bearer.empty()) headers["Authorization"] = "Bearer " + bearer;
-    auto result = httpRequest("GET", standin_->baseUrl() + path, headers);
-    EXPECT_EQ(result.status, 200) << path << ": " << result.body;
-    return result.status == 200 ? Json::parse(result.body) : Json();
-  }
-
-  Json standinPost(const std::string& path, const Json& body, const std::string& bearer = {}) {
-    std::map<std::string, std::string> headers{{"Content-Type", "application/json"}};
-    if (!bearer.empty()) headers["Authorization"] = "Bearer " + bearer;
-    auto result = httpRequest("POST", standin_->baseUrl() + path, headers, body.dump());
-    EXPECT_EQ(result.status, 200) << path << ": " << result.body;
-    return result.status == 200 && !result.body.empty() ? Json::parse(result.body) : Json();
-  }
-
-  void addFault(const Json& fault) { standinPost("/_standin/faults", fault); }
-
-  // The requests the stand-in saw whose path ends in `path_suffix`, oldest first.
-  std::vector<Json> requestsTo(const std::string& path_suffix) {
-    std::vector<Json> matching;
-    for (const auto& request : standinGet("/_standin/requests")) {
-      const std::string path = request["path"];
-      if (path.size() >= path_suffix.size() && path.compare(path.size() - path_suffix.size(), std::string::npos, path_suffix) == 0) {
-        matching.push_back(request);
-      }
-    }
-    return matching;
+    AgentE2E::SetUp();
+    secrets_.push_back(kEnvSecret);
   }
 
   std::string oauthToken(const std::string& kind) {
@@ -131,36 +34,10 @@ class Targeting : public ::testing::Test {
     return minted["token"];
   }
 
-  void expectNoSecretWritten() {
-    if (!fs::exists(state_dir_)) return;
-    for (const auto& entry : fs::recursive_directory_iterator(state_dir_)) {
-      if (!entry.is_regular_file()) continue;
-      std::ifstream in(entry.path(), std::ios::binary);
-      const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      for (const auto& secret : secrets_) {
-        EXPECT_EQ(content.find(secret), std::string::npos) << entry.path() << " holds a secret";
-      }
-    }
-  }
-
-  static std::string exampleBundle() { return testsupport::exampleAppArchive().build(ArchiveBuilder::Format::kTarGz); }
-
   static bool hasCall(const Json& report, const std::string& call) {
     return std::any_of(report["api_calls"].begin(), report["api_calls"].end(),
                        [&](const Json& entry) { return entry["call"] == call; });
   }
-
-  bool committedPushTo(const std::string& deployment) {
-    for (const auto& push : standinGet("/_standin/pushes")) {
-      if (push["deployment"] == deployment && push["committed"] == true) return true;
-    }
-    return false;
-  }
-
-  fs::path state_dir_;
-  std::unique_ptr<ServerProcess> standin_;
-  std::unique_ptr<ServerProcess> agent_;
-  std::vector<std::string> secrets_;  // that nothing the agent writes may hold
 };
 
 TEST_F(Targeting, AMintedKeyIsDeletedWhenTheJobEndsAlsoWhenThePushFails) {
@@ -413,10 +290,7 @@ TEST_F(Targeting, AProjectsTimeToLiveAndAMintedKeyOutliveAKilledAgent) {
   ASSERT_EQ(accepted.status, 202) << accepted.body;
   const std::string id = Json::parse(accepted.body)["id"];
   // Killed once the project exists and its key is minted (the job is installing by then).
-  ASSERT_EQ(httpRequest("GET", standin_->baseUrl() +
-                                   "/_standin/requests?method=POST&path=/v1/deployments/{name}/create_deploy_key&wait_ms=30000")
-                .status,
-            200);
+  ASSERT_TRUE(standinSaw("POST", "/v1/deployments/{name}/create_deploy_key"));
   agent_->kill();
   ASSERT_TRUE(requestsTo("/delete").empty()) << "nothing was deleted before the crash";
 
@@ -425,9 +299,7 @@ TEST_F(Targeting, AProjectsTimeToLiveAndAMintedKeyOutliveAKilledAgent) {
   EXPECT_EQ(after["status"], "failed") << after.dump(2);
   EXPECT_EQ(after["error"]["reason"], "agent_restarted") << after.dump(2);
   // The key goes at start-up; the project when its time is up, a few seconds later.
-  auto deleted_project = httpRequest(
-      "GET", standin_->baseUrl() + "/_standin/requests?method=POST&path=/v1/projects/{id}/delete&wait_ms=40000");
-  ASSERT_EQ(deleted_project.status, 200) << deleted_project.body;
+  ASSERT_TRUE(standinSaw("POST", "/v1/projects/{id}/delete", 40000));
   const auto key_deletions = requestsTo("/delete_deploy_key");
   ASSERT_EQ(key_deletions.size(), 1u);
   EXPECT_EQ(key_deletions[0]["status"], 200);

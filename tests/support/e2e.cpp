@@ -13,8 +13,11 @@ std::filesystem::path exampleAppDir() { return std::filesystem::path(sourceDir()
 ArchiveBuilder exampleAppArchive() { return ArchiveBuilder::fromDirectory(exampleAppDir()); }
 
 std::vector<std::string> offlineAgentArgs(const std::filesystem::path& state_dir, const std::string& convex_url) {
+  // No drain period: a test's SIGTERM stops the agent at once, unless the test is about draining
+  // (a later --drain-seconds wins).
   return {"--listen", "127.0.0.1:0", "--state-dir", state_dir.string(), "--convex-url", convex_url,
-          "--toolchain", toolchainDir(), "--npm-cache", toolchainDir() + "/npm-cache", "--npm-offline"};
+          "--toolchain", toolchainDir(), "--npm-cache", toolchainDir() + "/npm-cache", "--npm-offline",
+          "--drain-seconds", "0"};
 }
 
 std::string mintStandinKey(const std::string& standin_url, const std::string& deployment) {

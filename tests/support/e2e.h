@@ -14,7 +14,8 @@ std::filesystem::path exampleAppDir();
 ArchiveBuilder exampleAppArchive();  // every file of examples/chat-app but node_modules
 
 // Arguments for an agent on a free loopback port that targets `convex_url` and installs
-// only from the toolchain's primed npm cache (tests never reach a registry).
+// only from the toolchain's primed npm cache (tests never reach a registry), and that stops at
+// once on SIGTERM (no drain period).
 std::vector<std::string> offlineAgentArgs(const std::filesystem::path& state_dir,
                                           const std::string& convex_url);
 

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <future>
+#include <set>
 #include <thread>
 
 #include <Poco/Net/SocketAddress.h>
@@ -15,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/api_server.h"
+#include "jobs/idempotency_index.h"
 #include "support/multipart.h"
 #include "support/archive_builder.h"
 #include "support/server_process.h"
@@ -47,7 +50,9 @@ class ApiServerTest : public ::testing::Test {
     pipeline_ = std::make_unique<da::DeployPipeline>(settings_, *store_, redactor_);
     runner_ = std::make_unique<da::JobRunner>(settings_, *store_, *pipeline_);
     runner_->start();
-    server_ = std::make_unique<da::api::ApiServer>(da::api::ApiContext{settings_, *store_, *runner_});
+    idempotency_ = std::make_unique<da::IdempotencyIndex>(state_ / "idempotency", std::chrono::hours(24));
+    ASSERT_EQ(idempotency_->load(), "");
+    server_ = std::make_unique<da::api::ApiServer>(da::api::ApiContext{settings_, *store_, *runner_, idempotency_.get()});
     server_->start();
   }
   void TearDown() override {
@@ -75,6 +80,7 @@ class ApiServerTest : public ::testing::Test {
   std::unique_ptr<da::JobStore> store_;
   std::unique_ptr<da::DeployPipeline> pipeline_;
   std::unique_ptr<da::JobRunner> runner_;
+  std::unique_ptr<da::IdempotencyIndex> idempotency_;
   std::unique_ptr<da::api::ApiServer> server_;
 };
 
@@ -200,12 +206,16 @@ TEST_F(ApiServerTest, BodyProblemsNameTheBody) {
 
 TEST_F(ApiServerTest, UnknownRoutesAndMethods) {
   EXPECT_EQ(call("GET", "/v2/nothing").status, 404);
-  auto wrong_method = call("GET", "/v1/deploys");
+  auto wrong_method = call("PUT", "/v1/deploys");
   EXPECT_EQ(wrong_method.status, 405);
-  EXPECT_EQ(wrong_method.headers["Allow"], "POST");
-  auto cannot_delete = call("DELETE", "/v1/deploys/dep_000000000000000000000000");
-  EXPECT_EQ(cannot_delete.status, 405);
-  EXPECT_EQ(cannot_delete.headers["Allow"], "GET");
+  EXPECT_EQ(wrong_method.headers["Allow"], "GET, POST");
+  auto cannot_post = call("POST", "/v1/deploys/dep_000000000000000000000000");
+  EXPECT_EQ(cannot_post.status, 405);
+  EXPECT_EQ(cannot_post.headers["Allow"], "GET, DELETE");
+  auto cannot_delete_log = call("DELETE", "/v1/deploys/dep_000000000000000000000000/log");
+  EXPECT_EQ(cannot_delete_log.status, 405);
+  EXPECT_EQ(cannot_delete_log.headers["Allow"], "GET");
+  EXPECT_EQ(call("POST", "/v1/deploys/dep_000000000000000000000000/restart").status, 404);
   EXPECT_EQ(call("GET", "/v1/deploys/../../etc/passwd").status, 404);
 }
 
@@ -310,7 +320,8 @@ TEST_F(ApiServerTest, AcceptedJobIsReportedAndItsFailureIsHonest) {
   for (const auto& entry : fs::directory_iterator(state_ / "jobs" / id)) {
     const auto name = entry.path().filename().string();
     // .trash is the work folder on its way out: it is deleted just after the report is stored.
-    EXPECT_TRUE(name == "report.json" || name == "install.log" || name == ".trash") << "left behind: " << name;
+    EXPECT_TRUE(name == "report.json" || name == "install.log" || name == "events.jsonl" || name == ".trash")
+        << "left behind: " << name;
   }
   EXPECT_TRUE(fs::exists(state_ / "jobs" / id / "report.json"));
 }
@@ -339,3 +350,113 @@ TEST_F(ApiServerTest, AFailureInsideTheAgentIsA500ProblemNotADroppedConnection) 
 }
 
 }  // namespace
+
+namespace {
+
+const std::map<std::string, std::string> kCallerKey{{"Convex-Deploy-Key", "prod:a-b-1|caller-secret-0123456789"}};
+
+size_t jobFolders(const fs::path& state) {
+  size_t count = 0;
+  for (const auto& entry : fs::directory_iterator(state / "jobs")) count += da::isValidDeployId(entry.path().filename().string());
+  return count;
+}
+
+}  // namespace
+
+TEST_F(ApiServerTest, DeploysAreListedNewestFirstDeletedAndCancelIsIdempotent) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto accepted = call("POST", "/v1/deploys?target=prod", appBundle(), kCallerKey);
+    ASSERT_EQ(accepted.status, 202) << accepted.body;
+    ids.push_back(Json::parse(accepted.body)["id"]);
+    ASSERT_EQ(Json::parse(call("GET", "/v1/deploys/" + ids.back() + "?wait=30").body)["status"], "failed");
+  }
+  auto first = call("GET", "/v1/deploys?limit=2");
+  ASSERT_EQ(first.status, 200) << first.body;
+  Json page = Json::parse(first.body);
+  ASSERT_EQ(page["items"].size(), 2u);
+  EXPECT_EQ(page["items"][0]["id"], ids[2]);
+  EXPECT_EQ(page["items"][1]["id"], ids[1]);
+  EXPECT_EQ(page["items"][0]["error"]["reason"], "sandbox_setup_failed");
+  ASSERT_TRUE(page["next_cursor"].is_string());
+  Json rest = Json::parse(call("GET", "/v1/deploys?limit=2&cursor=" + page["next_cursor"].get<std::string>()).body);
+  ASSERT_EQ(rest["items"].size(), 1u);
+  EXPECT_EQ(rest["items"][0]["id"], ids[0]);
+  EXPECT_TRUE(rest["next_cursor"].is_null());
+  EXPECT_EQ(Json::parse(call("GET", "/v1/deploys?status=failed").body)["items"].size(), 3u);
+  EXPECT_TRUE(Json::parse(call("GET", "/v1/deploys?status=succeeded").body)["items"].empty());
+  for (const char* bad : {"limit=0", "limit=101", "status=done", "cursor=xyz", "colour=red"}) {
+    auto refused = call("GET", std::string("/v1/deploys?") + bad);
+    EXPECT_EQ(refused.status, 400) << bad;
+  }
+
+  // Cancelling a finished deploy changes nothing and says so with its report.
+  auto cancel = call("POST", "/v1/deploys/" + ids[0] + "/cancel");
+  ASSERT_EQ(cancel.status, 200) << cancel.body;
+  EXPECT_EQ(Json::parse(cancel.body)["status"], "failed");
+  EXPECT_EQ(call("GET", "/v1/deploys/" + ids[0] + "/cancel").status, 405);
+
+  EXPECT_EQ(call("DELETE", "/v1/deploys/" + ids[0]).status, 204);
+  EXPECT_EQ(call("GET", "/v1/deploys/" + ids[0]).status, 404);
+  EXPECT_EQ(call("DELETE", "/v1/deploys/" + ids[0]).status, 404);
+  EXPECT_EQ(call("POST", "/v1/deploys/" + ids[0] + "/cancel").status, 404);
+  EXPECT_FALSE(fs::exists(state_ / "jobs" / ids[0]));
+  EXPECT_EQ(Json::parse(call("GET", "/v1/deploys").body)["items"].size(), 2u);
+}
+
+TEST_F(ApiServerTest, AnIdempotencyKeyAnswersTheSameRequestWithItsJobAndRefusesAnother) {
+  auto headers = kCallerKey;
+  headers["Idempotency-Key"] = "session-42-attempt";
+  auto first = call("POST", "/v1/deploys?target=prod", appBundle(), headers);
+  ASSERT_EQ(first.status, 202) << first.body;
+  const std::string id = Json::parse(first.body)["id"];
+  auto again = call("POST", "/v1/deploys?target=prod", appBundle(), headers);
+  ASSERT_EQ(again.status, 200) << again.body;
+  EXPECT_EQ(Json::parse(again.body)["id"], id);
+  EXPECT_EQ(again.headers["Idempotent-Replayed"], "true");
+  EXPECT_EQ(again.headers["Location"], "/v1/deploys/" + id);
+
+  const std::string other_bundle = ArchiveBuilder()
+                                       .addFile("package.json", R"({"name":"b","dependencies":{"convex":"1.49.0"}})")
+                                       .addFile("convex/messages.ts", "export const y = 2;\n")
+                                       .build(ArchiveBuilder::Format::kTarGz);
+  auto other = call("POST", "/v1/deploys?target=prod", other_bundle, headers);
+  EXPECT_EQ(other.status, 409) << other.body;
+  EXPECT_EQ(Json::parse(other.body)["reason"], "idempotency_conflict");
+  EXPECT_EQ(Json::parse(other.body)["field"], "Idempotency-Key");
+  auto other_options = call("POST", "/v1/deploys?target=prod&typecheck=disable", appBundle(), headers);
+  EXPECT_EQ(other_options.status, 409) << other_options.body;
+  auto other_key = headers;
+  other_key["Convex-Deploy-Key"] = "prod:a-b-1|another-secret-0123456789";
+  EXPECT_EQ(call("POST", "/v1/deploys?target=prod", appBundle(), other_key).status, 409);
+  EXPECT_EQ(jobFolders(state_), 1u) << "replays and conflicts leave nothing behind";
+
+  headers["Idempotency-Key"] = "has space";
+  auto invalid = call("POST", "/v1/deploys?target=prod", appBundle(), headers);
+  EXPECT_EQ(invalid.status, 400);
+  EXPECT_EQ(Json::parse(invalid.body)["reason"], "invalid_idempotency_key");
+}
+
+TEST_F(ApiServerTest, ConcurrentIdenticalRequestsMakeOneJob) {
+  auto headers = kCallerKey;
+  headers["Idempotency-Key"] = "concurrent-1";
+  const std::string bundle = appBundle();
+  std::vector<std::future<testsupport::HttpResult>> answers;
+  for (int i = 0; i < 4; ++i) {
+    answers.push_back(std::async(std::launch::async, [&] {
+      return httpRequest("POST", server_->baseUrl() + "/v1/deploys?target=prod",
+                         [&] { auto h = headers; h["Authorization"] = "Bearer " + kToken; return h; }(), bundle);
+    }));
+  }
+  std::set<std::string> ids;
+  int created = 0;
+  for (auto& answer : answers) {
+    auto result = answer.get();
+    ASSERT_TRUE(result.status == 202 || result.status == 200) << result.status << " " << result.body;
+    created += result.status == 202;
+    ids.insert(Json::parse(result.body)["id"].get<std::string>());
+  }
+  EXPECT_EQ(created, 1);
+  EXPECT_EQ(ids.size(), 1u);
+  EXPECT_EQ(jobFolders(state_), 1u);
+}

@@ -66,6 +66,7 @@ TEST(DeployReport, TargetingFieldsAreShownAndSurviveARestart) {
   r.project = da::ProjectReport{42, "session-4711", "session-4711", true, 1700000360123};
   r.preview = da::PreviewReport{"pr-17", "preview/pr-17", true};
   r.env_names = {"OPENAI_API_KEY"};
+  r.diagnostics = {{"convex/a.ts", 3, 5, "error", "TS2322: no", "tsc"}, {"", 0, 0, "error", "ENOTCACHED", "npm"}};
   r.deploy_key_deleted = true;
   r.api_calls = {{"create_project", 2, {"HTTP 429 RateLimited, retried after 1000 ms", "HTTP 400 ProjectQuotaReached"}, false}};
   const auto j = r.toJson();
@@ -77,9 +78,12 @@ TEST(DeployReport, TargetingFieldsAreShownAndSurviveARestart) {
   EXPECT_EQ(j["preview"]["is_new"], true);
   EXPECT_EQ(j["env"]["names"], nlohmann::json({"OPENAI_API_KEY"}));
   EXPECT_EQ(j["deploy_key_deleted"], true);
+  EXPECT_EQ(j["diagnostics"][0]["line"], 3);
+  EXPECT_TRUE(j["diagnostics"][1]["file"].is_null());
   EXPECT_EQ(j["api_calls"][0]["attempts"], 2);
   EXPECT_EQ(j["api_calls"][0]["outcomes"][1], "HTTP 400 ProjectQuotaReached");
   const auto restored = da::DeployReport::fromJson(r.toStoredJson());
   EXPECT_EQ(restored.toStoredJson(), r.toStoredJson());
   EXPECT_EQ(restored.project->expires_at_ms, 1700000360123);
+  EXPECT_EQ(restored.diagnostics, r.diagnostics);
 }

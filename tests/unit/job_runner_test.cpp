@@ -145,6 +145,7 @@ TEST_F(JobRunnerTest, StopCancelsTheRunningJobAndFailsQueuedOnes) {
   da::JobRunner runner(settings_, *store_, [&](const da::DeployJob& job, const std::atomic<bool>& cancel) {
     started.set_value();
     cancel.wait(false);  // until stop()
+    EXPECT_FALSE(job.cancelled_by_request && *job.cancelled_by_request) << "the agent stopped it, no caller";
     auto report = store_->get(job.id).value();
     report.status = da::DeployStatus::kFailed;
     report.error = da::DeployError{"agent_stopped", "cancelled"};
@@ -162,6 +163,40 @@ TEST_F(JobRunnerTest, StopCancelsTheRunningJobAndFailsQueuedOnes) {
     EXPECT_EQ(report.error->reason, "agent_stopped");
   }
   EXPECT_FALSE(fs::exists(queued.job_dir / "work"));
+}
+
+TEST_F(JobRunnerTest, CancelDequeuesAWaitingJobAndTellsARunningOneWhy) {
+  auto running = accepted();
+  auto waiting = accepted();
+  std::promise<void> started;
+  std::promise<bool> told_by_request;
+  da::JobRunner runner(settings_, *store_, [&](const da::DeployJob& job, const std::atomic<bool>& cancel) {
+    started.set_value();
+    cancel.wait(false);
+    told_by_request.set_value(job.cancelled_by_request && *job.cancelled_by_request);
+    auto report = store_->get(job.id).value();
+    report.status = da::DeployStatus::kCancelled;
+    store_->put(report);
+  });
+  runner.start();
+  ASSERT_TRUE(runner.submit(running));
+  ASSERT_TRUE(runner.submit(waiting));
+  started.get_future().wait();
+  EXPECT_EQ(runner.runningCount(), 1u);
+  EXPECT_EQ(runner.queuedCount(), 1u);
+
+  EXPECT_EQ(runner.cancel(waiting.id), da::JobRunner::CancelOutcome::kDequeued);
+  auto dequeued = store_->get(waiting.id).value();
+  EXPECT_EQ(dequeued.status, da::DeployStatus::kCancelled);
+  ASSERT_TRUE(dequeued.error);
+  EXPECT_EQ(dequeued.error->reason, "cancelled");
+  EXPECT_FALSE(fs::exists(waiting.job_dir / "work")) << "nothing of it is left behind";
+  EXPECT_EQ(runner.cancel(waiting.id), da::JobRunner::CancelOutcome::kNotHere);
+
+  EXPECT_EQ(runner.cancel(running.id), da::JobRunner::CancelOutcome::kStopping);
+  EXPECT_TRUE(told_by_request.get_future().get()) << "a caller's cancel, not the agent stopping";
+  EXPECT_EQ(waitFor(running.id).status, da::DeployStatus::kCancelled);
+  runner.stop();
 }
 
 }  // namespace

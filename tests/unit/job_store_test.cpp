@@ -47,7 +47,8 @@ TEST(JobStore, PersistsReportsAtomically) {
   auto report = queuedReport();
   store.put(report);
   EXPECT_TRUE(fs::exists(dir / report.id / "report.json"));
-  EXPECT_EQ(entryNames(dir / report.id), std::vector<std::string>{"report.json"}) << "no temporary file stays";
+  EXPECT_EQ(entryNames(dir / report.id), (std::vector<std::string>{"events.jsonl", "report.json"}))
+      << "no temporary file stays";
   std::ifstream in(dir / report.id / "report.json");
   auto stored = nlohmann::json::parse(in);
   EXPECT_EQ(stored["status"], "queued");
@@ -171,7 +172,7 @@ TEST(JobStore, AReportThatCannotBeWrittenIsKeptInMemoryAndWakesWaiters) {
   ASSERT_TRUE(seen);
   EXPECT_EQ(seen->status, da::DeployStatus::kFailed);
   EXPECT_EQ(store.get(report.id)->error->reason, "push_rejected");
-  EXPECT_EQ(entryNames(dir / report.id), std::vector<std::string>{"report.json"})
+  EXPECT_EQ(entryNames(dir / report.id), (std::vector<std::string>{"events.jsonl", "report.json"}))
       << "a failed write removes its temporary file";
   fs::remove_all(dir);
 }
@@ -273,7 +274,96 @@ TEST(JobStore, RecoveryNeverThrowsBecauseOfOneBadFolder) {
   EXPECT_EQ(lost->error->reason, "agent_restarted");
   EXPECT_EQ(restarted.get(running.id)->error->reason, "agent_restarted");
   EXPECT_EQ(restarted.get(done.id)->status, da::DeployStatus::kSucceeded);
-  EXPECT_EQ(entryNames(dir / done.id), std::vector<std::string>{"report.json"});
-  EXPECT_EQ(entryNames(dir / blocked), std::vector<std::string>{"report.json"});
+  EXPECT_EQ(entryNames(dir / done.id), (std::vector<std::string>{"events.jsonl", "report.json"}));
+  EXPECT_EQ(entryNames(dir / blocked), (std::vector<std::string>{"events.jsonl", "report.json"}));
   fs::remove_all(dir);
+}
+
+namespace {
+
+da::DeployReport finishedReport(int64_t created_at_ms, da::DeployStatus status = da::DeployStatus::kSucceeded) {
+  da::DeployReport report = queuedReport();
+  report.created_at_ms = created_at_ms;
+  report.finished_at_ms = created_at_ms + 1000;
+  report.status = status;
+  return report;
+}
+
+}  // namespace
+
+TEST(JobStore, ListIsNewestFirstFilteredAndPagedByPosition) {
+  da::JobStore store(freshDir("list"));
+  std::vector<da::DeployReport> reports;
+  for (int i = 0; i < 5; ++i) {
+    reports.push_back(finishedReport(1700000000000 + i * 1000, i % 2 ? da::DeployStatus::kFailed : da::DeployStatus::kSucceeded));
+    store.put(reports.back());
+  }
+  auto first = store.list(std::nullopt, 2, std::nullopt);
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first[0].id, reports[4].id);
+  EXPECT_EQ(first[1].id, reports[3].id);
+  // A job arriving between pages does not shift the next page: the cursor is a position.
+  store.put(finishedReport(1700000009000));
+  auto second = store.list(std::nullopt, 2, da::JobStore::ListPosition{first[1].created_at_ms, first[1].id});
+  ASSERT_EQ(second.size(), 2u);
+  EXPECT_EQ(second[0].id, reports[2].id);
+  EXPECT_EQ(second[1].id, reports[1].id);
+  auto failed = store.list(da::DeployStatus::kFailed, 10, std::nullopt);
+  ASSERT_EQ(failed.size(), 2u);
+  EXPECT_EQ(failed[0].id, reports[3].id);
+  EXPECT_EQ(failed[1].id, reports[1].id);
+}
+
+TEST(JobStore, RemoveTakesOnlyFinishedJobsAndLeavesNothing) {
+  const fs::path dir = freshDir("remove");
+  da::JobStore store(dir);
+  auto running = queuedReport();
+  running.status = da::DeployStatus::kRunning;
+  store.put(running);
+  auto done = finishedReport(da::nowUnixMillis());
+  store.put(done);
+  std::ofstream(dir / done.id / "cli.log") << "output";
+  EXPECT_EQ(store.remove(running.id), da::JobStore::RemoveResult::kNotFinished);
+  EXPECT_TRUE(fs::exists(dir / running.id / "report.json"));
+  EXPECT_EQ(store.remove(done.id), da::JobStore::RemoveResult::kRemoved);
+  EXPECT_FALSE(store.get(done.id));
+  EXPECT_EQ(entryNames(dir), std::vector<std::string>{running.id});
+  EXPECT_EQ(store.remove(done.id), da::JobStore::RemoveResult::kNotFound);
+  // A removal cut short by a crash is finished at the next start.
+  fs::create_directories(dir / (std::string(da::kTrashDirName) + "-" + done.id) / "work");
+  da::JobStore restarted(dir);
+  restarted.recover();
+  EXPECT_EQ(entryNames(dir), std::vector<std::string>{running.id});
+}
+
+TEST(JobStore, RetentionRemovesOldJobsThenWorkFoldersThenOldestJobsOverBudget) {
+  const fs::path dir = freshDir("retention");
+  da::JobStore store(dir);
+  const int64_t now = da::nowUnixMillis();
+  auto ancient = finishedReport(now - 10LL * 24 * 3600 * 1000);
+  auto old_one = finishedReport(now - 3000);
+  auto recent = finishedReport(now - 2000);
+  auto running = queuedReport();
+  running.status = da::DeployStatus::kRunning;
+  for (const auto* report : {&ancient, &old_one, &recent, &running}) store.put(*report);
+  const std::string megabyte(1 << 20, 'x');
+  for (const auto* report : {&old_one, &recent}) {
+    fs::create_directories(dir / report->id / "work");
+    std::ofstream(dir / report->id / "work/node_modules.bin") << megabyte;
+    std::ofstream(dir / report->id / "cli.log") << std::string(100 * 1024, 'l');
+  }
+  // A week's age: the ancient job goes; under a generous budget nothing else does.
+  EXPECT_EQ(store.enforceRetention(std::chrono::hours(24 * 7), 64ull << 20), 1u);
+  EXPECT_FALSE(store.get(ancient.id));
+  EXPECT_TRUE(fs::exists(dir / old_one.id / "work"));
+  // Over a budget of 1 MiB: both work folders go first, and then no whole job needs to.
+  EXPECT_EQ(store.enforceRetention(std::chrono::hours(24 * 7), 1ull << 20), 0u);
+  EXPECT_FALSE(fs::exists(dir / old_one.id / "work"));
+  EXPECT_FALSE(fs::exists(dir / recent.id / "work"));
+  EXPECT_TRUE(fs::exists(dir / old_one.id / "cli.log"));
+  // A budget below the logs: the oldest finished job goes, the newer one and the running one stay.
+  EXPECT_EQ(store.enforceRetention(std::chrono::hours(24 * 7), 150 * 1024), 1u);
+  EXPECT_FALSE(store.get(old_one.id));
+  EXPECT_TRUE(store.get(recent.id));
+  EXPECT_TRUE(store.get(running.id));
 }
