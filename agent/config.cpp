@@ -196,6 +196,15 @@ void parseNumber(const std::string& name, const std::string& text, Number min, N
   }
 }
 
+// A whole number of the duration's unit (seconds, hours) from `min` up.
+template <typename Duration>
+void parseDuration(const std::string& name, const std::string& text, long long min, Duration& out,
+                   std::vector<std::string>& errors) {
+  long long count = 0;
+  parseNumber(name, text, min, count, errors);
+  out = Duration(count);
+}
+
 // The registry URL as npm and the lockfile check use it: http(s), lower-case scheme and host,
 // ending in exactly one '/'. It is compared as a prefix of lockfile URLs and appears in
 // refusals sent to callers, so what could make that comparison or message wrong is refused:
@@ -463,17 +472,9 @@ ConfigResult resolveSettings(const ConfigInput& input) {
   }
   s.keep_workdirs = parseBool(lookup("keep-workdirs").value_or("false"));
   if (auto v = lookup("workers")) parseNumber("workers", *v, 1u, s.workers, errors);
-  if (auto v = lookup("retention-hours")) {
-    long long hours = 0;
-    parseNumber("retention-hours", *v, 1LL, hours, errors);
-    s.retention_age = std::chrono::hours(hours);
-  }
+  if (auto v = lookup("retention-hours")) parseDuration("retention-hours", *v, 1LL, s.retention_age, errors);
   if (auto v = lookup("max-event-streams")) parseNumber("max-event-streams", *v, size_t{1}, s.max_event_streams, errors);
-  if (auto v = lookup("event-heartbeat-seconds")) {
-    long long seconds = 0;
-    parseNumber("event-heartbeat-seconds", *v, 1LL, seconds, errors);
-    s.event_heartbeat = std::chrono::seconds(seconds);
-  }
+  if (auto v = lookup("event-heartbeat-seconds")) parseDuration("event-heartbeat-seconds", *v, 1LL, s.event_heartbeat, errors);
   if (auto v = lookup("log-format")) {
     if (*v == "text" || *v == "json") {
       s.log_format = *v;
@@ -482,28 +483,12 @@ ConfigResult resolveSettings(const ConfigInput& input) {
     }
   }
   if (auto v = lookup("min-free-bytes")) parseNumber("min-free-bytes", *v, uint64_t{0}, s.min_free_bytes, errors);
-  if (auto v = lookup("drain-seconds")) {
-    long long seconds = 0;
-    parseNumber("drain-seconds", *v, 0LL, seconds, errors);
-    s.drain_grace = std::chrono::seconds(seconds);
-  }
+  if (auto v = lookup("drain-seconds")) parseDuration("drain-seconds", *v, 0LL, s.drain_grace, errors);
   if (auto v = lookup("retention-bytes")) parseNumber("retention-bytes", *v, uint64_t{1} << 20, s.retention_bytes, errors);
-  if (auto v = lookup("idempotency-hours")) {
-    long long hours = 0;
-    parseNumber("idempotency-hours", *v, 24LL, hours, errors);
-    s.idempotency_age = std::chrono::hours(hours);
-  }
+  if (auto v = lookup("idempotency-hours")) parseDuration("idempotency-hours", *v, 24LL, s.idempotency_age, errors);
   if (auto v = lookup("max-queued")) parseNumber("max-queued", *v, size_t{1}, s.max_queued_jobs, errors);
-  if (auto v = lookup("cli-timeout")) {
-    long long seconds = 0;
-    parseNumber("cli-timeout", *v, 1LL, seconds, errors);
-    s.cli_timeout = std::chrono::seconds(seconds);
-  }
-  if (auto v = lookup("install-timeout")) {
-    long long seconds = 0;
-    parseNumber("install-timeout", *v, 1LL, seconds, errors);
-    s.install_timeout = std::chrono::seconds(seconds);
-  }
+  if (auto v = lookup("cli-timeout")) parseDuration("cli-timeout", *v, 1LL, s.cli_timeout, errors);
+  if (auto v = lookup("install-timeout")) parseDuration("install-timeout", *v, 1LL, s.install_timeout, errors);
   if (auto v = lookup("max-bundle-bytes")) parseNumber("max-bundle-bytes", *v, uint64_t{1}, s.intake_limits.max_archive_bytes, errors);
   if (auto v = lookup("max-unpacked-bytes")) parseNumber("max-unpacked-bytes", *v, uint64_t{1}, s.intake_limits.max_unpacked_bytes, errors);
   if (auto v = lookup("max-entries")) parseNumber("max-entries", *v, uint64_t{1}, s.intake_limits.max_entries, errors);

@@ -258,11 +258,8 @@ bool JobStore::put(const DeployReport& report) {
     auto found = reports_.find(report.id);
     moved = found == reports_.end() || found->second.status != report.status || found->second.phase != report.phase;
     finished_now = isTerminal(report.status) && (found == reports_.end() || !isTerminal(found->second.status));
-    reports_[report.id] = report;
   }
-  if (moved) appendEvent(report.id, "phase", {{"status", statusName(report.status)}, {"phase", report.phase}});
-  if (finished_now) appendEvent(report.id, "report", report.toJson());
-  changed_.notify_all();
+  // Before anyone can see the job finished (waiters, GET, events): whoever does, sees it counted.
   if (finished_now && on_finished_) {
     try {
       on_finished_(report);
@@ -270,6 +267,13 @@ bool JobStore::put(const DeployReport& report) {
       spdlog::error("the finish observer of deploy {} failed: {}", report.id, e.what());
     }
   }
+  {
+    std::lock_guard lock(mutex_);
+    reports_[report.id] = report;
+  }
+  if (moved) appendEvent(report.id, "phase", {{"status", statusName(report.status)}, {"phase", report.phase}});
+  if (finished_now) appendEvent(report.id, "report", report.toJson());
+  changed_.notify_all();
   return stored;
 }
 

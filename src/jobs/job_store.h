@@ -66,7 +66,8 @@ class JobStore {
   // long polls and event streams answer with what they have.
   void closeWaiters();
 
-  // Called (outside the store's lock) each time a job becomes terminal through put: metrics.
+  // Called (outside the store's lock, before the finished report is visible) each time a job
+  // becomes terminal through put: metrics.
   void onFinished(std::function<void(const DeployReport&)> observer) { on_finished_ = std::move(observer); }
 
   // Create or replace, persist, wake waiters. Never throws; false when the report could not be

@@ -186,6 +186,29 @@ TEST(AgentConfig, ConvexTeamIdIsOptionalAndMustBeAPositiveNumber) {
   EXPECT_TRUE(anyErrorMentions(agent::resolveSettings(input).errors, "convex-team-id"));
 }
 
+TEST(AgentConfig, JobAndOperationSettingsAreReadAndBounded) {
+  auto input = baseInput();
+  auto defaults = agent::resolveSettings(input).settings;
+  EXPECT_EQ(defaults.drain_grace, std::chrono::seconds(25));
+  EXPECT_EQ(defaults.idempotency_age, std::chrono::hours(24));
+  EXPECT_EQ(defaults.log_format, "text");
+  input.flags["drain-seconds"] = "0";
+  input.env["DEPLOY_AGENT_RETENTION_HOURS"] = "48";
+  input.file["log_format"] = "json";
+  input.flags["event-heartbeat-seconds"] = "3";
+  auto result = agent::resolveSettings(input);
+  ASSERT_TRUE(result.errors.empty()) << joined(result.errors);
+  EXPECT_EQ(result.settings.drain_grace, std::chrono::seconds(0));
+  EXPECT_EQ(result.settings.retention_age, std::chrono::hours(48));
+  EXPECT_EQ(result.settings.log_format, "json");
+  EXPECT_EQ(result.settings.event_heartbeat, std::chrono::seconds(3));
+  input.flags["idempotency-hours"] = "1";  // a retried request must find its job for a day
+  EXPECT_TRUE(anyErrorMentions(agent::resolveSettings(input).errors, "idempotency-hours"));
+  input.flags.erase("idempotency-hours");
+  input.flags["log-format"] = "xml";
+  EXPECT_TRUE(anyErrorMentions(agent::resolveSettings(input).errors, "log-format"));
+}
+
 TEST(AgentConfig, PassthroughRefusesTheAgentsOwnSecretsAndSettings) {
   for (const std::string name : {"DEPLOY_AGENT_TOKEN", "DEPLOY_AGENT_TOKEN_FILE", "DEPLOY_AGENT_CONVEX_URL",
                                  "CONVEX_TEAM_TOKEN", "CONVEX_TEAM_TOKEN_FILE", "CONVEX_DEPLOY_KEY",
