@@ -24,6 +24,7 @@
 #include "util/digest.h"
 #include "util/ids.h"
 #include "util/redactor.h"
+#include "util/strings.h"
 
 namespace da::api {
 
@@ -125,10 +126,9 @@ std::string trim(std::string s) {
 }
 
 // Streams the request body to `path`, refusing more than `limit` bytes. Returns bytes written.
-std::optional<uint64_t> receiveBody(HTTPServerRequest& request, const fs::path& path, uint64_t limit,
+std::optional<uint64_t> receiveBody(std::istream& in, const fs::path& path, uint64_t limit,
                                     std::string& first_bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  std::istream& in = request.stream();
   char buffer[64 * 1024];
   uint64_t total = 0;
   while (in) {
@@ -146,9 +146,7 @@ std::optional<uint64_t> receiveBody(HTTPServerRequest& request, const fs::path& 
 }
 
 bool isMultipart(const std::string& content_type) {
-  std::string type = content_type.substr(0, content_type.find(';'));
-  for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return trim(type) == "multipart/form-data";
+  return trim(asciiLower(content_type.substr(0, content_type.find(';')))) == "multipart/form-data";
 }
 
 // A multipart body: the `bundle` file part streams to the upload file under the size limit;
@@ -202,25 +200,13 @@ class BundlePartHandler : public Poco::Net::PartHandler {
     }
     seen_bundle_ = true;
     form_.bundle_content_type = header.get("Content-Type", "");
-    std::ofstream out(path_, std::ios::binary | std::ios::trunc);
-    char buffer[64 * 1024];
-    while (stream) {
-      stream.read(buffer, sizeof buffer);
-      const auto got = static_cast<size_t>(stream.gcount());
-      if (got == 0) break;
-      form_.bundle_bytes += got;
-      if (form_.bundle_bytes > limit_) {
-        over_limit_ = true;
-        stream.ignore(std::numeric_limits<std::streamsize>::max());
-        return;
-      }
-      if (form_.first_bytes.size() < 512) {
-        form_.first_bytes.append(buffer, std::min<size_t>(got, 512 - form_.first_bytes.size()));
-      }
-      out.write(buffer, static_cast<std::streamsize>(got));
+    const auto received = receiveBody(stream, path_, limit_, form_.first_bytes);
+    if (!received) {
+      over_limit_ = true;
+      stream.ignore(std::numeric_limits<std::streamsize>::max());
+      return;
     }
-    out.flush();
-    if (!out) throw std::runtime_error("cannot write the upload to " + path_.string());
+    form_.bundle_bytes = *received;
     form_.bundle_received = true;
   }
 
@@ -514,7 +500,7 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
     }
     if (auto problem = keyConflict(options, credentials)) return refuseOptions(*problem);
   } else {
-    received = receiveBody(request, upload, max_bytes, first_bytes);
+    received = receiveBody(request.stream(), upload, max_bytes, first_bytes);
   }
   if (!received) {
     return refuse(413, "too_large", "The bundle exceeds a limit",

@@ -89,33 +89,7 @@ class CreateDeployHandler : public GuardedHandler {
   ApiContext context_;
 };
 
-// GET /v1/deploys/{id}[?wait=SECONDS]: the report; `wait` long-polls until it is terminal.
-class GetDeployHandler : public GuardedHandler {
- public:
-  GetDeployHandler(ApiContext context, std::string id) : context_(context), id_(std::move(id)) {}
-
- protected:
-  void handle(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerResponse&) override;
-
- private:
-  ApiContext context_;
-  std::string id_;
-};
-
-// GET /v1/deploys/{id}/log[?phase=push|install]: the stored, redacted output as text.
-class GetDeployLogHandler : public GuardedHandler {
- public:
-  GetDeployLogHandler(ApiContext context, std::string id) : context_(context), id_(std::move(id)) {}
-
- protected:
-  void handle(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerResponse&) override;
-
- private:
-  ApiContext context_;
-  std::string id_;
-};
-
-// A handler of one deploy: GET, DELETE and POST .../cancel share the id.
+// A handler of one deploy: every route under /v1/deploys/{id} shares the id.
 class DeployIdHandler : public GuardedHandler {
  public:
   DeployIdHandler(ApiContext context, std::string id) : context_(context), id_(std::move(id)) {}
@@ -124,6 +98,25 @@ class DeployIdHandler : public GuardedHandler {
   ApiContext context_;
   std::string id_;
 };
+
+// GET /v1/deploys/{id}[?wait=SECONDS]: the report; `wait` long-polls until it is terminal.
+class GetDeployHandler : public DeployIdHandler {
+ public:
+  using DeployIdHandler::DeployIdHandler;
+
+ protected:
+  void handle(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerResponse&) override;
+};
+
+// GET /v1/deploys/{id}/log[?phase=push|install]: the stored, redacted output as text.
+class GetDeployLogHandler : public DeployIdHandler {
+ public:
+  using DeployIdHandler::DeployIdHandler;
+
+ protected:
+  void handle(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerResponse&) override;
+};
+
 
 // POST /v1/deploys/{id}/cancel: idempotent. A queued job ends `cancelled` at once; a running
 // one is told to stop (its processes are killed, its minted key and created project deleted)

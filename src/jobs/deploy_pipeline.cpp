@@ -35,6 +35,19 @@ struct DeployPipeline::PushTarget {
   std::string key_cleanup_id;   // the pending deletion of a minted key
   std::string project_cleanup_id;  // the pending deletion of a created project (ttl_seconds)
   bool caller_token = false;    // management_token came with the request (never persisted)
+  std::optional<std::string> key_url;  // what url_for_key answered for `key`, once asked
+
+  // The request's Convex-Access-Token, else the agent's team token.
+  void useManagementToken(const DeployJob& job, const std::string& team_token) {
+    caller_token = !job.access_token.empty();
+    management_token = caller_token ? job.access_token : team_token;
+  }
+  // The token a deletion of this job runs with: the caller's (then the deletion is kept in
+  // memory only), or "" for the agent's team token (then it is persisted).
+  std::string cleanupToken() const { return caller_token ? management_token : std::string(); }
+  // Stores the deletion of a key before it is minted, unless the key will be an OAuth grant;
+  // the error to end the job with when it cannot be stored.
+  std::optional<DeployError> scheduleKeyDeletion(CleanupQueue* cleanup, CleanupTask task);
 };
 
 namespace {
@@ -278,7 +291,7 @@ void DeployPipeline::run(const DeployJob& job, const std::atomic<bool>& cancel) 
           task.job_id = job.id;
           task.due_at_ms = nowUnixMillis();
           std::string failure;
-          if (!cleanup_->add(task, target.caller_token ? target.management_token : "", failure)) {
+          if (!cleanup_->add(task, target.cleanupToken(), failure)) {
             report.warnings.push_back("the project this job created could not be scheduled for deletion (" + failure +
                                       "): delete project " + std::to_string(report.project->id) + " yourself");
           }
@@ -425,7 +438,24 @@ void countCall(DeployReport& report, const std::string& call, const Result& resu
   report.api_calls.push_back(std::move(entry));
 }
 
+int64_t expiryFromNow(std::chrono::minutes ttl) {
+  return nowUnixMillis() + std::chrono::duration_cast<std::chrono::milliseconds>(ttl).count();
+}
+
 }  // namespace
+
+std::optional<DeployError> DeployPipeline::PushTarget::scheduleKeyDeletion(CleanupQueue* cleanup, CleanupTask task) {
+  if (!cleanup || isOAuthToken(management_token)) return std::nullopt;
+  std::string error;
+  if (!cleanup->add(task, cleanupToken(), error)) {
+    return DeployError{"state_unwritable", task.kind == "deploy_key"
+                                               ? "the minted key's deletion could not be stored, so no key was minted: " + error
+                                               : "the minted preview deploy key's deletion could not be stored, so none was "
+                                                 "minted: " + error};
+  }
+  key_cleanup_id = task.id;
+  return std::nullopt;
+}
 
 DeployPipeline::PhaseResult DeployPipeline::resolveTarget(const DeployJob& job, DeployReport& report, PushTarget& target,
                                                           Redactor& redactor, const std::atomic<bool>& cancel) const {
@@ -447,9 +477,8 @@ DeployPipeline::PhaseResult DeployPipeline::resolveTarget(const DeployJob& job, 
   report.key_source = "management_api";
   store_.put(report);
   const auto started = Clock::now();
-  target.management_token = job.access_token.empty() ? settings_.team_token : job.access_token;
-  const bool caller_token = !job.access_token.empty();
-  target.caller_token = caller_token;
+  target.useManagementToken(job, settings_.team_token);
+  const bool caller_token = target.caller_token;  // the configured team does not apply to it
 
   convex::HttpOptions http = convex::httpOptionsFromEnvironment(settings_.env_passthrough, settings_.convex_url);
   http.cancel = &cancel;
@@ -475,11 +504,14 @@ DeployPipeline::PhaseResult DeployPipeline::resolveTarget(const DeployJob& job, 
     countCall(report, "create_project", created);
     std::optional<int64_t> project_id;
     std::string slug;
+    auto take = [&](const convex::ProjectCreated& made) {
+      project_id = made.project_id;
+      slug = made.slug;
+      if (made.deployment_name) deployment = *made.deployment_name;
+      if (made.deployment_url) target.deployment_url = *made.deployment_url;
+    };
     if (created.project) {
-      project_id = created.project->project_id;
-      slug = created.project->slug;
-      if (created.project->deployment_name) deployment = *created.project->deployment_name;
-      if (created.project->deployment_url) target.deployment_url = *created.project->deployment_url;
+      take(*created.project);
     } else if (created.error && created.error->ambiguous) {
       // The create may have happened: find it by name before ever creating another.
       auto found = client.findProjectsByName(team, job.create_project);
@@ -497,10 +529,7 @@ DeployPipeline::PhaseResult DeployPipeline::resolveTarget(const DeployJob& job, 
         auto again = client.createProject(team, job.create_project, type);
         countCall(report, "create_project", again);
         if (!again.project) return {apiError("project_unavailable", "creating the project", *again.error)};
-        project_id = again.project->project_id;
-        slug = again.project->slug;
-        if (again.project->deployment_name) deployment = *again.project->deployment_name;
-        if (again.project->deployment_url) target.deployment_url = *again.project->deployment_url;
+        take(*again.project);
       }
     } else {
       return {apiError("project_unavailable", "creating the project", *created.error)};
@@ -519,7 +548,7 @@ DeployPipeline::PhaseResult DeployPipeline::resolveTarget(const DeployJob& job, 
         task.job_id = job.id;
         task.due_at_ms = project.expires_at_ms;
         std::string error;
-        if (!cleanup_->add(task, caller_token ? target.management_token : "", error)) {
+        if (!cleanup_->add(task, target.cleanupToken(), error)) {
           report.warnings.push_back("the project's deletion could not be stored (" + error +
                                     "): delete project " + std::to_string(*project_id) + " yourself");
         } else {
@@ -572,21 +601,14 @@ DeployPipeline::PhaseResult DeployPipeline::resolveTarget(const DeployJob& job, 
           request.allowed_actions.end()) {
     request.allowed_actions.push_back("deployment:env:write");
   }
-  request.expires_at_ms =
-      nowUnixMillis() + std::chrono::duration_cast<std::chrono::milliseconds>(settings_.deploy_key_ttl).count();
-  if (cleanup_ && !isOAuthToken(target.management_token)) {
-    CleanupTask task;
-    task.kind = "deploy_key";
-    task.deployment = deployment;
-    task.key_name = request.key_name;
-    task.job_id = job.id;
-    task.due_at_ms = *request.expires_at_ms;  // at the latest; made due at the end of the job
-    std::string error;
-    if (!cleanup_->add(task, caller_token ? target.management_token : "", error)) {
-      return {DeployError{"state_unwritable", "the minted key's deletion could not be stored, so no key was minted: " + error}};
-    }
-    target.key_cleanup_id = task.id;
-  }
+  request.expires_at_ms = expiryFromNow(settings_.deploy_key_ttl);
+  CleanupTask key_deletion;
+  key_deletion.kind = "deploy_key";
+  key_deletion.deployment = deployment;
+  key_deletion.key_name = request.key_name;
+  key_deletion.job_id = job.id;
+  key_deletion.due_at_ms = *request.expires_at_ms;  // at the latest; made due at the end of the job
+  if (auto error = target.scheduleKeyDeletion(cleanup_, key_deletion)) return {error};
   auto minted = client.createDeployKey(request);
   countCall(report, "create_deploy_key", minted);
   report.timings_ms["deploy_key"] = millisSince(started);
@@ -622,26 +644,17 @@ DeployPipeline::PhaseResult DeployPipeline::resolvePreview(const DeployJob& job,
     // project=<id>: a preview deploy key of the project, minted for this job and deleted at its
     // end like any minted key (never one an OAuth token minted: that is the user's grant).
     report.key_source = "management_api";
-    target.management_token = job.access_token.empty() ? settings_.team_token : job.access_token;
-    const bool caller_token = !job.access_token.empty();
+    target.useManagementToken(job, settings_.team_token);
     convex::ManagementClient client(settings_.convex_url, target.management_token, http);
     const std::string key_name = "deploy-agent " + job.id;
-    const int64_t expires_at_ms =
-        nowUnixMillis() + std::chrono::duration_cast<std::chrono::milliseconds>(settings_.deploy_key_ttl).count();
-    if (cleanup_ && !isOAuthToken(target.management_token)) {
-      CleanupTask task;
-      task.kind = "preview_deploy_key";
-      task.project_id = *job.project_id;
-      task.key_name = key_name;
-      task.job_id = job.id;
-      task.due_at_ms = expires_at_ms;
-      std::string error;
-      if (!cleanup_->add(task, caller_token ? target.management_token : "", error)) {
-        return {DeployError{"state_unwritable",
-                            "the minted preview deploy key's deletion could not be stored, so none was minted: " + error}};
-      }
-      target.key_cleanup_id = task.id;
-    }
+    const int64_t expires_at_ms = expiryFromNow(settings_.deploy_key_ttl);
+    CleanupTask key_deletion;
+    key_deletion.kind = "preview_deploy_key";
+    key_deletion.project_id = *job.project_id;
+    key_deletion.key_name = key_name;
+    key_deletion.job_id = job.id;
+    key_deletion.due_at_ms = expires_at_ms;
+    if (auto error = target.scheduleKeyDeletion(cleanup_, key_deletion)) return {error};
     auto minted = client.createPreviewDeployKey(*job.project_id, key_name, expires_at_ms);
     countCall(report, "create_preview_deploy_key", minted);
     if (minted.error) {
@@ -684,7 +697,7 @@ DeployPipeline::PhaseResult DeployPipeline::resolvePreview(const DeployJob& job,
 }
 
 DeployPipeline::PhaseResult DeployPipeline::setEnvironment(const DeployJob& job, DeployReport& report,
-                                                           const PushTarget& target, const std::atomic<bool>& cancel) const {
+                                                           PushTarget& target, const std::atomic<bool>& cancel) const {
   if (job.env.empty()) return {};
   report.phase = "env";
   store_.put(report);
@@ -697,6 +710,7 @@ DeployPipeline::PhaseResult DeployPipeline::setEnvironment(const DeployJob& job,
     countCall(report, "url_for_key", located);
     if (located.error) return {apiError("env_failed", "finding the deployment to set its environment variables", *located.error)};
     url = *located.url;
+    target.key_url = url;  // the push asks the same question of the same key
   }
   std::vector<convex::EnvVarChange> changes;
   for (const auto& [name, value] : job.env) changes.push_back({name, value});
@@ -751,16 +765,21 @@ DeployPipeline::PhaseResult DeployPipeline::push(const DeployJob& job, const Job
     env["CONVEX_VERSION_API_ORIGIN"] = settings_.convex_url;
     // The push may reach the deployment the key names, asked of the provisioning API as the CLI
     // asks it. A failed lookup leaves the CLI to meet (and report) the same failure.
-    convex::HttpOptions http = convex::httpOptionsFromEnvironment(settings_.env_passthrough, settings_.convex_url);
-    http.cancel = &cancel;
-    auto located = convex::deploymentUrlForKey(settings_.convex_url, key, http);
-    countCall(report, "url_for_key", located);
-    if (located.url) {
-      deployment_url = *located.url;
-      report.deployment_url = *located.url;
-    } else if (located.error && located.error->reason != "cancelled") {
-      report.warnings.push_back("the deployment URL of the key could not be looked up (" + located.error->reason +
-                                "): the job may reach only the Convex URL");
+    if (target.key_url) {
+      deployment_url = *target.key_url;
+      report.deployment_url = *target.key_url;
+    } else {
+      convex::HttpOptions http = convex::httpOptionsFromEnvironment(settings_.env_passthrough, settings_.convex_url);
+      http.cancel = &cancel;
+      auto located = convex::deploymentUrlForKey(settings_.convex_url, key, http);
+      countCall(report, "url_for_key", located);
+      if (located.url) {
+        deployment_url = *located.url;
+        report.deployment_url = *located.url;
+      } else if (located.error && located.error->reason != "cancelled") {
+        report.warnings.push_back("the deployment URL of the key could not be looked up (" + located.error->reason +
+                                  "): the job may reach only the Convex URL");
+      }
     }
   }
   auto [run, log] = runToolchainCommand(settings_, job, job_sandbox, std::move(args), std::move(env),

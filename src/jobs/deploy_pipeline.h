@@ -65,7 +65,7 @@ class DeployPipeline {
   // one minted for project=<id>, and pushes to it with the deployment's own admin key.
   PhaseResult resolvePreview(const DeployJob& job, DeployReport& report, PushTarget& target, Redactor& redactor,
                              const std::atomic<bool>& cancel) const;
-  PhaseResult setEnvironment(const DeployJob& job, DeployReport& report, const PushTarget& target,
+  PhaseResult setEnvironment(const DeployJob& job, DeployReport& report, PushTarget& target,
                              const std::atomic<bool>& cancel) const;
   PhaseResult push(const DeployJob& job, const JobSandbox& job_sandbox, DeployReport& report,
                    const PushTarget& target, const Redactor& redactor, const std::atomic<bool>& cancel) const;

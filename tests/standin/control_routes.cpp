@@ -29,6 +29,17 @@ class PushesHandler final : public ControlHandler {
   Reply handle(Exchange&) override { return {200, state().pushesJson()}; }
 };
 
+// A query parameter naming how long a control call may wait: 0 to 60000 ms.
+std::chrono::milliseconds waitParameter(const std::string& name, const std::string& value) {
+  int64_t wait_ms = -1;
+  try {
+    wait_ms = std::stoll(value);
+  } catch (const std::exception&) {
+  }
+  if (wait_ms < 0 || wait_ms > 60000) throw badRequest("`" + name + "` must be a number of milliseconds from 0 to 60000");
+  return std::chrono::milliseconds(wait_ms);
+}
+
 // GET /_standin/requests[?path=PATTERN&method=M&wait_ms=N]: with `path`, first waits up to
 // `wait_ms` (at most a minute) for a request matching it to be logged; 408 if none was.
 class RequestsHandler final : public ControlHandler {
@@ -38,28 +49,22 @@ class RequestsHandler final : public ControlHandler {
  protected:
   Reply handle(Exchange& exchange) override {
     std::string path, method;
-    int64_t wait_ms = 0;
+    std::chrono::milliseconds wait{0};
     for (const auto& [name, value] : Poco::URI(exchange.request.getURI()).getQueryParameters()) {
       if (name == "path") {
         path = value;
       } else if (name == "method") {
         method = Poco::toUpper(value);
       } else if (name == "wait_ms") {
-        try {
-          wait_ms = std::stoll(value);
-        } catch (const std::exception&) {
-          throw badRequest("`wait_ms` must be a number of milliseconds");
-        }
-        if (wait_ms < 0 || wait_ms > 60000) throw badRequest("`wait_ms` must be from 0 to 60000");
+        wait = waitParameter(name, value);
       } else {
         throw badRequest("unknown query parameter `" + name + "`");
       }
     }
-    if (!path.empty() &&
-        !state().awaitRequest(method, path, std::chrono::milliseconds(wait_ms))) {
+    if (!path.empty() && !state().awaitRequest(method, path, wait)) {
       return {408, {{"code", "RequestNotSeen"},
                     {"message", "no " + (method.empty() ? std::string("request") : method) + " to " + path +
-                                    " within " + std::to_string(wait_ms) + " ms"}}};
+                                    " within " + std::to_string(wait.count()) + " ms"}}};
     }
     return {200, state().requestsJson()};
   }
@@ -75,13 +80,7 @@ class ListFaultsHandler final : public ControlHandler {
   Reply handle(Exchange& exchange) override {
     for (const auto& [name, value] : Poco::URI(exchange.request.getURI()).getQueryParameters()) {
       if (name != "wait_until_taken_ms") throw badRequest("unknown query parameter `" + name + "`");
-      int64_t wait_ms = -1;
-      try {
-        wait_ms = std::stoll(value);
-      } catch (const std::exception&) {
-      }
-      if (wait_ms < 0 || wait_ms > 60000) throw badRequest("`wait_until_taken_ms` must be from 0 to 60000");
-      if (!state().awaitFaultsTaken(std::chrono::milliseconds(wait_ms))) {
+      if (!state().awaitFaultsTaken(waitParameter(name, value))) {
         return {408, {{"code", "FaultsNotTaken"}, {"message", "faults are still armed after " + value + " ms"}}};
       }
     }
