@@ -48,6 +48,9 @@ else
   STANDIN_URL="$SERVER_URL"
   echo "run: stand-in at $STANDIN_URL"
   AGENT_ARGS+=(--convex-url "$STANDIN_URL")
+  # The stand-in lives for this run only, and so does the agent's state: a project deletion
+  # still pending from an earlier run must not reach this stand-in, whose ids start again at 1.
+  AGENT_ARGS+=(--state-dir "$WORK/state")
   # The per-session flow: a project of its own, deleted by the agent when its time is up.
   QUERY="$QUERY&create_project=demo-session-$(date +%s)&ttl_seconds=${DEPLOY_AGENT_TTL_SECONDS:-600}"
   export CONVEX_TEAM_TOKEN="$STANDIN_TEAM_TOKEN"
