@@ -12,6 +12,7 @@
 #include <Poco/Util/PropertyFileConfiguration.h>
 #include <nlohmann/json.hpp>
 
+#include "net/egress_allowlist.h"
 #include "sandbox/process.h"
 
 namespace agent {
@@ -67,6 +68,10 @@ const std::vector<SettingSpec>& settingSpecs() {
       {"job-max-processes", "DEPLOY_AGENT_JOB_MAX_PROCESSES", "job_max_processes", "processes of one run, through a cgroup (default 1024; 0 = no limit)"},
       {"job-disk-bytes", "DEPLOY_AGENT_JOB_DISK_BYTES", "job_disk_bytes", "a job's writable space, a tmpfs (namespaces tier as root; default 4294967296; 0 = the host disk)"},
       {"job-network", "DEPLOY_AGENT_JOB_NETWORK", "job_network", "proxy (default): each run reaches only its allowlist, through the agent's egress proxy; host: runs share the agent's network (trusted hosts, measurement; warned in every report)"},
+      {"callback-hosts", "DEPLOY_AGENT_CALLBACK_HOSTS", "callback_hosts", "comma-separated host:port (bare host: 443) a callback_url may name, matched exactly; empty (default): callback_url is refused"},
+      {"callback-secret-file", "DEPLOY_AGENT_CALLBACK_SECRET_FILE", "callback_secret_file", "file holding the key callbacks are signed with (or DEPLOY_AGENT_CALLBACK_SECRET); required with callback-hosts"},
+      {"callback-attempts", "DEPLOY_AGENT_CALLBACK_ATTEMPTS", "callback_attempts", "deliveries of one callback at most, the first included (default 8)"},
+      {"callback-retry-ms", "DEPLOY_AGENT_CALLBACK_RETRY_MS", "callback_retry_ms", "wait before a callback's second attempt, doubling after each failure up to 5 minutes (default 2000)"},
       {"egress-max-connections", "DEPLOY_AGENT_EGRESS_MAX_CONNECTIONS", "egress_max_connections", "connections one npm or CLI run may hold open through its egress proxy (default 64)"},
       {"egress-idle-timeout", "DEPLOY_AGENT_EGRESS_IDLE_TIMEOUT", "egress_idle_timeout", "seconds a proxied connection may stay silent both ways before it is cut (default 300)"},
       {"config", "DEPLOY_AGENT_CONFIG", "", "properties file with any of the keys above (underscores, e.g. state_dir); an unknown key is an error"},
@@ -552,6 +557,28 @@ ConfigResult resolveSettings(const ConfigInput& input) {
       errors.push_back("job-network must be proxy or host, got '" + *v + "'");
     }
   }
+  if (auto v = lookup("callback-hosts")) {
+    for (const auto& entry : splitList(*v)) {
+      std::string error;
+      if (!da::net::parseAuthority(entry, 443, error)) {
+        errors.push_back("callback-hosts entry '" + entry + "' is not host:port (" + error + ")");
+      } else {
+        s.callbacks.allowed_hosts.push_back(entry);
+      }
+    }
+  }
+  if (auto path = lookup("callback-secret-file")) {
+    s.callbacks.secret = readSecretFile(*path, errors, "callback secret");
+  } else if (auto it = input.env.find("DEPLOY_AGENT_CALLBACK_SECRET"); it != input.env.end()) {
+    s.callbacks.secret = it->second;
+  }
+  if (!s.callbacks.allowed_hosts.empty() && s.callbacks.secret.size() < 16) {
+    errors.push_back(s.callbacks.secret.empty()
+                         ? "callback-hosts needs a signing secret: set DEPLOY_AGENT_CALLBACK_SECRET or --callback-secret-file"
+                         : "the callback secret is shorter than 16 characters; use a random one (e.g. `openssl rand -hex 32`)");
+  }
+  if (auto v = lookup("callback-attempts")) parseNumber("callback-attempts", *v, 1, s.callbacks.max_attempts, errors);
+  if (auto v = lookup("callback-retry-ms")) parseDuration("callback-retry-ms", *v, 1LL, s.callbacks.first_retry, errors);
   if (auto v = lookup("egress-max-connections")) {
     uint64_t count = 0;
     parseNumber("egress-max-connections", *v, uint64_t{1}, count, errors);
@@ -592,7 +619,8 @@ std::string usage() {
     if (*spec.key) out << ", " << spec.key;
     out << "]\n";
   }
-  out << "\nSecrets: DEPLOY_AGENT_TOKEN (the API token), CONVEX_TEAM_TOKEN (mints deploy keys).\n";
+  out << "\nSecrets: DEPLOY_AGENT_TOKEN (the API token), CONVEX_TEAM_TOKEN (mints deploy keys),\n"
+         "DEPLOY_AGENT_CALLBACK_SECRET (signs callbacks).\n";
   return out.str();
 }
 

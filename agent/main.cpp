@@ -19,6 +19,7 @@
 #include "api/metrics.h"
 #include "config.h"
 #include "log_format.h"
+#include "jobs/callback_delivery.h"
 #include "jobs/cleanup_queue.h"
 #include "jobs/deploy_pipeline.h"
 #include "jobs/housekeeper.h"
@@ -74,6 +75,7 @@ class DeployAgentApp : public Poco::Util::ServerApplication {
     da::Redactor redactor;
     redactor.addSecret(settings_.api_token);
     redactor.addSecret(settings_.team_token);
+    redactor.addSecret(settings_.callbacks.secret);
     // Deletions owed to the Convex cloud (minted keys, projects past their TTL), resumed from disk.
     std::atomic<bool> stopping{false};
     da::CleanupQueue cleanup(settings_.state_dir / "cleanups", settings_.team_token,
@@ -93,6 +95,10 @@ class DeployAgentApp : public Poco::Util::ServerApplication {
     housekeeper.start();
     da::api::Metrics metrics;
     store.onFinished([&metrics](const da::DeployReport& report) { metrics.jobFinished(report); });
+    // Webhooks of finished jobs, including those a restart left pending.
+    da::CallbackDelivery callbacks(settings_, store);
+    store.afterFinished([&callbacks](const da::DeployReport& report) { callbacks.jobFinished(report); });
+    callbacks.start();
     std::atomic<bool> draining{false};
     da::DeployPipeline pipeline(settings_, store, redactor, &cleanup);
     da::JobRunner runner(settings_, store, pipeline);
@@ -135,6 +141,7 @@ class DeployAgentApp : public Poco::Util::ServerApplication {
     }
     server.stop();
     runner.stop();
+    callbacks.stop();  // after the runner: the reports of jobs it cancelled are pending, resumed at the next start
     housekeeper.stop();
     stopping = true;
     cleanup.stop();

@@ -9,11 +9,12 @@ namespace da::api {
 
 namespace {
 
-const std::set<std::string> kQueryOptions = {"target",  "deployment",      "project",  "create_project",
-                                             "ttl_seconds", "preview", "self_hosted_url", "typecheck"};
+const std::set<std::string> kQueryOptions = {"target",      "deployment", "project",         "create_project",
+                                             "ttl_seconds", "preview",    "self_hosted_url", "typecheck",
+                                             "callback_url"};
 const std::set<std::string> kJsonOptions = {"target",      "deployment", "project",         "create_project",
                                             "ttl_seconds", "preview",    "self_hosted_url", "env",
-                                            "typecheck"};
+                                            "typecheck",   "callback_url"};
 
 OptionsProblem badValue(const std::string& field, const std::string& detail, const std::string& reason = "") {
   return {400, reason.empty() ? "invalid_" + field : reason, detail, field};
@@ -84,6 +85,14 @@ std::optional<OptionsProblem> setOption(const std::string& name, const std::stri
                                          "https://convex.example.com (" + error + ")");
     }
     options.self_hosted_url = value;
+  } else if (name == "callback_url") {
+    std::string error;
+    if (value.size() > kMaxCallbackUrlBytes || !net::originOf(value, error)) {
+      if (error.empty()) error = "longer than " + std::to_string(kMaxCallbackUrlBytes) + " bytes";
+      return badValue("callback_url", "callback_url must be an http(s) URL, like https://hooks.example.com/deploys (" +
+                                          error + ")");
+    }
+    options.callback_url = value;
   } else if (name == "typecheck") {
     if (value != "try" && value != "enable" && value != "disable") {
       return badValue("typecheck", "typecheck must be try, enable or disable");
@@ -110,6 +119,7 @@ std::string canonical(const std::string& name, const DeployOptions& o) {
   if (name == "create_project") return o.create_project;
   if (name == "preview") return o.preview;
   if (name == "self_hosted_url") return o.self_hosted_url;
+  if (name == "callback_url") return o.callback_url;
   return o.typecheck;
 }
 
@@ -194,6 +204,7 @@ std::string canonicalRequest(const DeployOptions& options, const CallerCredentia
       {"self_hosted_url", options.self_hosted_url},
       {"env", options.env},
       {"typecheck", options.typecheck},
+      {"callback_url", options.callback_url},
       {"credentials", {credentials.deploy_key, credentials.access_token, credentials.admin_key}}};
   return canonical.dump();  // object keys come out sorted: the same request, the same string
 }

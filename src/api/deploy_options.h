@@ -26,6 +26,7 @@ struct DeployOptions {
   std::string self_hosted_url;              // a self-hosted backend, with Convex-Admin-Key
   std::map<std::string, std::string> env;   // the deployment's environment variables (values are secrets)
   std::string typecheck = "try";
+  std::string callback_url;                 // where the final report is POSTed, signed (webhook)
 
   std::set<std::string> given;              // option names the request set (query or JSON)
 };
@@ -65,6 +66,7 @@ std::string canonicalRequest(const DeployOptions& options, const CallerCredentia
 inline constexpr size_t kMaxEnvVars = 512;
 inline constexpr size_t kMaxEnvNameBytes = 256;
 inline constexpr size_t kMaxEnvValueBytes = 8192;
+inline constexpr size_t kMaxCallbackUrlBytes = 2048;
 inline constexpr int64_t kMinTtlSeconds = 1;
 inline constexpr int64_t kMaxTtlSeconds = 30 * 24 * 3600;
 

@@ -19,6 +19,7 @@
 #include "api/metrics.h"
 #include "api/problem.h"
 #include "convex/deploy_key.h"
+#include "jobs/callback_delivery.h"
 #include "jobs/idempotency_index.h"
 #include "jobs/job_network.h"
 #include "util/digest.h"
@@ -437,12 +438,21 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
                     "this agent keeps no idempotency index", {{"field", kIdempotencyKeyHeader}});
     }
   }
+  // A callback host the operator did not allow is refused before anything is received.
+  auto callbackProblem = [&]() -> std::optional<OptionsProblem> {
+    if (options.callback_url.empty()) return std::nullopt;
+    if (auto why = callbackUrlRefusal(options.callback_url, settings.callbacks)) {
+      return OptionsProblem{400, "callback_not_allowed", *why, "callback_url"};
+    }
+    return std::nullopt;
+  };
   const bool multipart = isMultipart(request.getContentType());
   if (!multipart) {
     if (auto problem = checkTargeting(options, credentials, !settings.team_token.empty())) {
       return refuseOptions(*problem);
     }
     if (auto problem = keyConflict(options, credentials)) return refuseOptions(*problem);
+    if (auto problem = callbackProblem()) return refuseOptions(*problem);
   }
   const uint64_t max_bytes = settings.intake_limits.max_archive_bytes;
   if (request.hasContentLength() && request.getContentLength64() > static_cast<int64_t>(max_bytes)) {
@@ -499,6 +509,7 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
       return refuseOptions(*problem);
     }
     if (auto problem = keyConflict(options, credentials)) return refuseOptions(*problem);
+    if (auto problem = callbackProblem()) return refuseOptions(*problem);
   } else {
     received = receiveBody(request.stream(), upload, max_bytes, first_bytes);
   }
@@ -585,6 +596,10 @@ void CreateDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse&
                                                       : options.deployment;
   if (!options.self_hosted_url.empty()) report.deployment_url = options.self_hosted_url;
   for (const auto& [name, value] : options.env) report.env_names.push_back(name);
+  if (!options.callback_url.empty()) {
+    report.callback.emplace();
+    report.callback->url = options.callback_url;
+  }
   report.created_at_ms = nowUnixMillis();
   report.cli_version = settings.toolchain.convex_cli_version;
   report.sandbox_tier = sandbox::tierName(settings.sandbox.tier);
@@ -665,15 +680,25 @@ void GetDeployHandler::handle(HTTPServerRequest& request, HTTPServerResponse& re
                                     {{"field", "wait"}}});
     }
   }
+  // until=finished (default): the report is terminal; until=callback: also its callback is
+  // delivered or has failed for good (a job without callback_url: as finished).
+  const std::string until = params.get("until", "finished");
+  if (until != "finished" && until != "callback") {
+    return sendProblem(response, {400, "invalid_until", "Invalid until", "until must be finished or callback",
+                                  {{"field", "until"}}});
+  }
   std::optional<WaitingPlace> place;
   if (wait_seconds > 0) {
     place.emplace();
     // The answer is the current report either way; the client polls again.
     if (!place->held()) wait_seconds = 0;
   }
-  auto report = wait_seconds > 0
-                    ? context_.store.waitForTerminal(id_, std::chrono::seconds(wait_seconds))
-                    : context_.store.get(id_);
+  auto settled = [&until](const DeployReport& report) {
+    if (!isTerminal(report.status)) return false;
+    return until != "callback" || !report.callback || report.callback->status != "pending";
+  };
+  auto report = wait_seconds > 0 ? context_.store.waitUntil(id_, settled, std::chrono::seconds(wait_seconds))
+                                 : context_.store.get(id_);
   if (!report) {
     return sendProblem(response, deployNotFound(id_));
   }

@@ -48,6 +48,20 @@ struct EgressSettings {
   std::chrono::seconds connect_timeout{10};
 };
 
+// Webhooks: where a deploy's `callback_url` may point, and how its final report is signed and
+// retried (docs/design.md, "Webhooks").
+struct CallbackSettings {
+  // "host:port" entries (a bare host means port 443), matched exactly: no wildcards, names
+  // compared as names (net::EgressAllowlist's rules). Empty: callback_url is refused.
+  std::vector<std::string> allowed_hosts;
+  std::string secret;                          // HMAC-SHA256 key of Deploy-Agent-Signature
+  int max_attempts = 8;                        // the first included
+  std::chrono::milliseconds first_retry{2000};  // doubling after each failed attempt
+  std::chrono::milliseconds max_retry{300000};
+  std::chrono::seconds timeout{10};            // one attempt, connect to last byte
+  unsigned senders = 2;                        // deliveries in flight at once
+};
+
 struct Settings {
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 8080;
@@ -100,6 +114,7 @@ struct Settings {
   std::chrono::seconds drain_grace{25};
   SandboxSettings sandbox;
   EgressSettings egress;
+  CallbackSettings callbacks;
 };
 
 }  // namespace da

@@ -303,6 +303,7 @@ struct CallSpec {
   bool idempotent = true;            // false: never re-sent once it may have reached the server
   std::string operation;             // e.g. "create_project", for messages
   std::vector<std::string> secrets;  // removed from every message, besides the credential
+  std::vector<std::pair<std::string, std::string>> headers;  // sent besides Authorization
 };
 
 // One exchange; throws Poco exceptions on network failure and ProxyRefused (caught by the
@@ -315,8 +316,10 @@ HttpAnswer exchange(const Poco::URI& uri, const CallSpec& spec, const CallPlan& 
   auto& session = open.session;
   const CancelWatch watch(options.cancel, open.descriptor);  // ends before `session` is destroyed
   Poco::Net::HTTPRequest request(spec.method, uri.getPathAndQuery(), Poco::Net::HTTPMessage::HTTP_1_1);
-  request.set("Authorization", spec.auth_scheme + " " + spec.credential);
+  // A webhook carries no credential: its signature is one of `headers`.
+  if (!spec.auth_scheme.empty()) request.set("Authorization", spec.auth_scheme + " " + spec.credential);
   request.set("Convex-Client", std::string("deploy-agent-") + DA_VERSION);
+  for (const auto& [name, value] : spec.headers) request.set(name, value);
   if (spec.body) {
     request.setContentType("application/json");
     request.setContentLength(static_cast<std::streamsize>(spec.body->size()));
@@ -1119,6 +1122,64 @@ EnvVarsResult setEnvironmentVariables(const std::string& deployment_url, const s
   const auto answer = performCallGuarded(spec, options, retry);
   auto result = resultOf<EnvVarsResult>(answer);
   result.ok = !answer.error;  // 2xx, with or without a body
+  return result;
+}
+
+}  // namespace da::convex
+
+namespace da::convex {
+
+WebhookPostResult postWebhook(const std::string& url, const std::vector<std::pair<std::string, std::string>>& headers,
+                              const std::string& body, const HttpOptions& options) {
+  CallSpec spec;
+  spec.method = "POST";
+  spec.base_url = url;
+  spec.operation = "callback";
+  spec.body = body;
+  spec.headers = headers;
+  // The delivery schedules its own retries, minutes apart, each one signed afresh.
+  const auto answer = performCallGuarded(spec, options, RetryPolicy{}.withMaxAttempts(1));
+  WebhookPostResult result;
+  result.error = answer.error;
+  result.outcomes = answer.outcomes;
+  result.http_status = answer.outcomes.empty() ? 0 : answer.outcomes.back().http_status;
+  return result;
+}
+
+}  // namespace da::convex
+
+namespace da::convex {
+
+ModuleHashesResult moduleHashes(const std::string& deployment_url, const std::string& admin_key,
+                                const std::string& cli_version, const HttpOptions& options) {
+  CallSpec spec;
+  spec.method = "POST";
+  spec.base_url = deployment_url;
+  while (!spec.base_url.empty() && spec.base_url.back() == '/') spec.base_url.pop_back();
+  spec.path = "/api/get_config_hashes";
+  spec.auth_scheme = "Convex";
+  spec.credential = admin_key;
+  // As the CLI sends it: the key in the body too.
+  spec.body = nlohmann::json{{"version", cli_version}, {"adminKey", admin_key}}.dump();
+  spec.operation = "get_config_hashes";
+  const auto answer = performCallGuarded(spec, options, policyFor(options));
+  auto result = resultOf<ModuleHashesResult>(answer);
+  if (answer.error) return result;
+  auto parsed = nlohmann::json::parse(answer.body, nullptr, false);
+  if (!parsed.is_object() || !parsed.contains("moduleHashes") || !parsed["moduleHashes"].is_array()) {
+    result.error = badResponse(answer.status, "get_config_hashes answered without moduleHashes");
+    return result;
+  }
+  std::vector<ModuleHash> modules;
+  for (const auto& entry : parsed["moduleHashes"]) {
+    if (!entry.is_object() || !entry.contains("path") || !entry["path"].is_string()) continue;
+    ModuleHash module;
+    module.path = entry["path"].get<std::string>();
+    if (entry.contains("environment") && entry["environment"].is_string()) module.environment = entry["environment"];
+    if (entry.contains("hash") && entry["hash"].is_string()) module.hash = entry["hash"];
+    modules.push_back(std::move(module));
+  }
+  result.modules = std::move(modules);
   return result;
 }
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "convex/http_options.h"
@@ -231,6 +232,36 @@ EnvVarsResult setEnvironmentVariables(const std::string& deployment_url, const s
 EnvVarsResult setEnvironmentVariables(const std::string& deployment_url, const std::string& auth_key,
                                       const std::vector<EnvVarChange>& changes, const HttpOptions& options,
                                       const RetryPolicy& retry);
+
+// POST /api/get_config_hashes on a deployment, as the CLI asks it before a push: the modules
+// the deployment runs now (path, "isolate" or "node", sha256 of source and source map). Asked
+// before and after a push, it says which modules the push created, changed and removed.
+// Idempotent (it reads), retried like a GET.
+struct ModuleHash {
+  std::string path;          // e.g. "messages.js", relative to the functions folder
+  std::string environment;   // "isolate" | "node"
+  std::string hash;
+};
+struct ModuleHashesResult {
+  std::optional<std::vector<ModuleHash>> modules;
+  std::optional<ApiError> error;
+  int attempts = 0;
+  std::vector<AttemptOutcome> outcomes;
+  bool ambiguous = false;
+};
+ModuleHashesResult moduleHashes(const std::string& deployment_url, const std::string& admin_key,
+                                const std::string& cli_version, const HttpOptions& options);
+
+// One POST of a webhook: `body` (JSON) with `headers` and no credential, to any http(s) URL,
+// one attempt, redirects not followed (a 3xx is "bad_response"). Success is a 2xx; otherwise
+// error.retryable says whether a later attempt may succeed (network errors, 429, 500/502/503/504).
+struct WebhookPostResult {
+  int http_status = 0;  // 0: no answer
+  std::optional<ApiError> error;
+  std::vector<AttemptOutcome> outcomes;
+};
+WebhookPostResult postWebhook(const std::string& url, const std::vector<std::pair<std::string, std::string>>& headers,
+                              const std::string& body, const HttpOptions& options);
 
 // Idempotent calls (every GET, the deletes) are retried on network errors, 429 and 500/502/503/
 // 504 as `retry` says. Non-idempotent ones (createProject, createDeployKey,

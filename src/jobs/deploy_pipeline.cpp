@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "convex/cli_outcome.h"
+#include "convex/module_diff.h"
 #include "convex/deploy_key.h"
 #include "convex/management_client.h"
 #include "convex/version_fit.h"
@@ -782,6 +783,19 @@ DeployPipeline::PhaseResult DeployPipeline::push(const DeployJob& job, const Job
       }
     }
   }
+  // What the deployment runs before the push, so the report can say what the push changed.
+  // Asked under the push lock: no other push of this agent moves it in between.
+  std::optional<std::vector<convex::ModuleHash>> modules_before;
+  const bool key_reads_modules = target.self_hosted || convex::classifyKey(key).kind == convex::KeyKind::kDeployment;
+  auto askModules = [&]() -> std::optional<std::vector<convex::ModuleHash>> {
+    if (deployment_url.empty() || !key_reads_modules) return std::nullopt;
+    convex::HttpOptions http = convex::httpOptionsFromEnvironment(settings_.env_passthrough, deployment_url);
+    http.cancel = &cancel;
+    auto asked = convex::moduleHashes(deployment_url, key, settings_.toolchain.convex_cli_version, http);
+    countCall(report, "get_config_hashes", asked);
+    return asked.modules;
+  };
+  modules_before = askModules();
   auto [run, log] = runToolchainCommand(settings_, job, job_sandbox, std::move(args), std::move(env),
                                         pushAllowlist(settings_, deployment_url), report.network,
                                         settings_.cli_timeout, "cli.log", redactor, cancel, logEvents(job.id, "push"));
@@ -794,6 +808,12 @@ DeployPipeline::PhaseResult DeployPipeline::push(const DeployJob& job, const Job
   auto outcome = convex::judgeCliRun(job.target, run.exit_code, log);
   if (!outcome.deployment_url.empty()) report.deployment_url = outcome.deployment_url;
   if (!outcome.succeeded) return {outcome.error};
+  if (modules_before) {
+    if (auto modules_after = askModules()) report.pushed = convex::moduleDiff(*modules_before, *modules_after);
+  }
+  if (!report.pushed && key_reads_modules) {
+    report.warnings.push_back("what the push changed could not be read from the deployment (see api_calls)");
+  }
   return {};
 }
 

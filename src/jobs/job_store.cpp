@@ -274,7 +274,28 @@ bool JobStore::put(const DeployReport& report) {
   if (moved) appendEvent(report.id, "phase", {{"status", statusName(report.status)}, {"phase", report.phase}});
   if (finished_now) appendEvent(report.id, "report", report.toJson());
   changed_.notify_all();
+  if (finished_now && after_finished_) {
+    try {
+      after_finished_(report);
+    } catch (const std::exception& e) {
+      spdlog::error("the after-finish observer of deploy {} failed: {}", report.id, e.what());
+    }
+  }
   return stored;
+}
+
+bool JobStore::update(const std::string& id, const std::function<void(DeployReport&)>& change) {
+  {
+    // Persisted under the lock: a remove() between the change and the write would otherwise see
+    // its folder written back.
+    std::lock_guard lock(mutex_);
+    auto it = reports_.find(id);
+    if (it == reports_.end()) return false;
+    change(it->second);
+    persist(it->second);
+  }
+  changed_.notify_all();
+  return true;
 }
 
 std::optional<DeployReport> JobStore::get(const std::string& id) const {
@@ -482,10 +503,16 @@ std::vector<JobStore::Event> JobStore::eventsAfter(const std::string& job_id, ui
 
 std::optional<DeployReport> JobStore::waitForTerminal(const std::string& id,
                                                       std::chrono::milliseconds timeout) const {
+  return waitUntil(id, [](const DeployReport& report) { return isTerminal(report.status); }, timeout);
+}
+
+std::optional<DeployReport> JobStore::waitUntil(const std::string& id,
+                                                const std::function<bool(const DeployReport&)>& done,
+                                                std::chrono::milliseconds timeout) const {
   std::unique_lock lock(mutex_);
   changed_.wait_for(lock, timeout, [&] {
     auto it = reports_.find(id);
-    return streams_closed_ || it == reports_.end() || isTerminal(it->second.status);
+    return streams_closed_ || it == reports_.end() || done(it->second);
   });
   auto it = reports_.find(id);
   if (it == reports_.end()) return std::nullopt;

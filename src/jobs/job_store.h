@@ -69,11 +69,17 @@ class JobStore {
   // Called (outside the store's lock, before the finished report is visible) each time a job
   // becomes terminal through put: metrics.
   void onFinished(std::function<void(const DeployReport&)> observer) { on_finished_ = std::move(observer); }
+  // Called (outside the lock) once the finished report is stored and visible: what acts on a
+  // finished job (its webhook) reads and updates the report as everyone else sees it.
+  void afterFinished(std::function<void(const DeployReport&)> observer) { after_finished_ = std::move(observer); }
 
   // Create or replace, persist, wake waiters. Never throws; false when the report could not be
   // persisted (logged; the in-memory report is updated regardless).
   bool put(const DeployReport& report);
   std::optional<DeployReport> get(const std::string& id) const;
+  // Changes a finished job's report (its callback's delivery attempts), persists it and wakes
+  // waiters. False when the job is not (or no longer) here: deleted, or removed by retention.
+  bool update(const std::string& id, const std::function<void(DeployReport&)>& change);
   // Forgets a job that was never accepted (the queue refused it) and removes its directory.
   void discard(const std::string& id);
 
@@ -97,6 +103,9 @@ class JobStore {
   // Blocks until the job is terminal or `timeout` passes; returns the latest report.
   std::optional<DeployReport> waitForTerminal(const std::string& id,
                                               std::chrono::milliseconds timeout) const;
+  // Blocks until `done` holds for the job's report (or it is gone) or `timeout` passes.
+  std::optional<DeployReport> waitUntil(const std::string& id, const std::function<bool(const DeployReport&)>& done,
+                                        std::chrono::milliseconds timeout) const;
 
  private:
   bool persist(const DeployReport& report) const;  // logs a failure, never throws
@@ -107,6 +116,7 @@ class JobStore {
   mutable std::condition_variable changed_;
   std::map<std::string, DeployReport> reports_;
   std::function<void(const DeployReport&)> on_finished_;
+  std::function<void(const DeployReport&)> after_finished_;
   // Per job: how many events exist (loaded from events.jsonl on first use).
   mutable std::map<std::string, uint64_t> event_counts_;
   bool streams_closed_ = false;

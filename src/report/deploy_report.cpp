@@ -95,6 +95,26 @@ nlohmann::json DeployReport::toJson() const {
     calls.push_back({{"call", call.call}, {"attempts", call.attempts}, {"outcomes", call.outcomes}, {"ok", call.ok}});
   }
   j["api_calls"] = calls;
+  j["pushed"] = pushed ? nlohmann::json{{"modules", {{"created", pushed->created},
+                                                      {"changed", pushed->changed},
+                                                      {"removed", pushed->removed},
+                                                      {"unchanged", pushed->unchanged}}}}
+                       : nlohmann::json();
+  if (callback) {
+    nlohmann::json attempts = nlohmann::json::array();
+    for (const auto& attempt : callback->attempts) {
+      attempts.push_back({{"at", timeOrNull(attempt.at_ms)},
+                          {"http_status", attempt.http_status ? nlohmann::json(attempt.http_status) : nlohmann::json()},
+                          {"outcome", attempt.outcome},
+                          {"duration_ms", attempt.duration_ms}});
+    }
+    j["callback"] = {{"url", callback->url},
+                     {"status", callback->status},
+                     {"attempts", attempts},
+                     {"next_attempt_at", timeOrNull(callback->next_attempt_at_ms)}};
+  } else {
+    j["callback"] = nullptr;
+  }
   j["created_at"] = timeOrNull(created_at_ms);
   j["started_at"] = timeOrNull(started_at_ms);
   j["finished_at"] = timeOrNull(finished_at_ms);
@@ -108,6 +128,11 @@ nlohmann::json DeployReport::toStoredJson() const {
                  {"started_at_ms", started_at_ms},
                  {"finished_at_ms", finished_at_ms}};
   if (project) j["stored"]["project_expires_at_ms"] = project->expires_at_ms;
+  if (callback) {
+    std::vector<int64_t> attempts_at_ms;
+    for (const auto& attempt : callback->attempts) attempts_at_ms.push_back(attempt.at_ms);
+    j["stored"]["callback"] = {{"attempts_at_ms", attempts_at_ms}, {"next_attempt_at_ms", callback->next_attempt_at_ms}};
+  }
   return j;
 }
 
@@ -192,6 +217,39 @@ DeployReport DeployReport::fromJson(const nlohmann::json& j) {
   }
   if (j.contains("env") && j["env"].is_object()) r.env_names = j["env"].value("names", std::vector<std::string>{});
   if (j.contains("diagnostics")) r.diagnostics = diagnosticsFromJson(j["diagnostics"]);
+  if (j.contains("pushed") && j["pushed"].is_object() && j["pushed"].contains("modules")) {
+    const auto& m = j["pushed"]["modules"];
+    PushedReport pushed;
+    pushed.created = m.value("created", std::vector<std::string>{});
+    pushed.changed = m.value("changed", std::vector<std::string>{});
+    pushed.removed = m.value("removed", std::vector<std::string>{});
+    pushed.unchanged = m.value("unchanged", uint64_t{0});
+    r.pushed = pushed;
+  }
+  if (j.contains("callback") && j["callback"].is_object()) {
+    const auto& c = j["callback"];
+    CallbackReport callback;
+    callback.url = str(c.value("url", nlohmann::json()));
+    callback.status = str(c.value("status", nlohmann::json()));
+    std::vector<int64_t> attempts_at_ms;
+    if (j.contains("stored") && j["stored"].is_object() && j["stored"].contains("callback")) {
+      const auto& stored = j["stored"]["callback"];
+      attempts_at_ms = stored.value("attempts_at_ms", std::vector<int64_t>{});
+      callback.next_attempt_at_ms = stored.value("next_attempt_at_ms", int64_t{0});
+    }
+    const auto attempts = c.value("attempts", nlohmann::json::array());
+    for (size_t i = 0; i < attempts.size(); ++i) {
+      const auto& a = attempts[i];
+      if (!a.is_object()) continue;
+      CallbackReport::Attempt attempt;
+      attempt.at_ms = i < attempts_at_ms.size() ? attempts_at_ms[i] : 0;
+      attempt.http_status = a.value("http_status", nlohmann::json()).is_number_integer() ? a["http_status"].get<int>() : 0;
+      attempt.outcome = str(a.value("outcome", nlohmann::json()));
+      attempt.duration_ms = a.value("duration_ms", int64_t{0});
+      callback.attempts.push_back(attempt);
+    }
+    r.callback = callback;
+  }
   if (j.contains("stored") && j["stored"].is_object()) {
     r.created_at_ms = j["stored"].value("created_at_ms", int64_t{0});
     r.started_at_ms = j["stored"].value("started_at_ms", int64_t{0});

@@ -89,6 +89,30 @@ struct PreviewReport {
   bool is_new = false;           // the claim created it; false: taken after an unanswered claim
 };
 
+// What a successful push changed on the deployment, by module (a file of the functions folder,
+// e.g. "messages.js"): the deployment's module hashes asked before and after the push.
+struct PushedReport {
+  std::vector<std::string> created;
+  std::vector<std::string> changed;   // same path, another hash or environment
+  std::vector<std::string> removed;
+  uint64_t unchanged = 0;
+};
+
+// The webhook of a job that gave callback_url: where its final report goes and every delivery
+// attempt so far.
+struct CallbackReport {
+  std::string url;
+  std::string status = "pending";   // pending (the job runs, or a retry is due), delivered, failed
+  struct Attempt {
+    int64_t at_ms = 0;
+    int http_status = 0;            // 0: no answer
+    std::string outcome;            // "HTTP 503", "network: Connection refused", "host not allowed ..."
+    int64_t duration_ms = 0;
+  };
+  std::vector<Attempt> attempts;
+  int64_t next_attempt_at_ms = 0;   // while pending after a failed attempt
+};
+
 struct DeployReport {
   std::string id;
   DeployStatus status = DeployStatus::kQueued;
@@ -113,6 +137,8 @@ struct DeployReport {
   std::vector<std::string> env_names;            // env vars set before the push (never their values)
   std::vector<Diagnostic> diagnostics;           // what npm, esbuild, tsc and Convex said is wrong, by file
   std::vector<ApiCallReport> api_calls;
+  std::optional<CallbackReport> callback;
+  std::optional<PushedReport> pushed;            // succeeded pushes, when the deployment could be asked
   int64_t created_at_ms = 0;
   int64_t started_at_ms = 0;
   int64_t finished_at_ms = 0;

@@ -12,6 +12,7 @@
 
 #include "support/archive_builder.h"
 #include "support/e2e.h"
+#include "support/secret_scan.h"
 #include "support/server_process.h"
 
 namespace fs = std::filesystem;
@@ -55,13 +56,28 @@ class DeployE2E : public ::testing::Test {
     args.insert(args.end(), {"--workers", "2", "--cli-timeout", "120"});
     agent_ = std::make_unique<ServerProcess>(testsupport::binaryDir() + "/bin/deploy-agent", args,
                                              std::map<std::string, std::string>{{"DEPLOY_AGENT_TOKEN", kAgentToken},
-                                                                                {"CONVEX_TEAM_TOKEN", kTeamToken}});
+                                                                                {"CONVEX_TEAM_TOKEN", kTeamToken}},
+                                             (state_dir_ / "agent.log").string());
+    scan_ = std::make_unique<testsupport::SecretScan>();
+    scan_->addSecret(kAgentToken);
+    scan_->addSecret(kTeamToken);
   }
 
+  // Every byte the agent wrote (state, log) or answered, for every key the tests handed it.
   static void TearDownTestSuite() {
     agent_.reset();
     standin_.reset();
+    if (scan_) scan_->expectClean(state_dir_);
+    scan_.reset();
     fs::remove_all(state_dir_);
+  }
+
+  static HttpResult remembered(HttpResult result) {
+    if (scan_) {
+      scan_->remember(result.body);
+      for (const auto& [name, value] : result.headers) scan_->remember(name + ": " + value);
+    }
+    return result;
   }
 
   static fs::path exampleApp() { return testsupport::exampleAppDir(); }
@@ -79,11 +95,11 @@ class DeployE2E : public ::testing::Test {
                                std::map<std::string, std::string> headers = {}) {
     headers.emplace("Authorization", "Bearer " + kAgentToken);
     headers.emplace("Content-Type", "application/gzip");
-    return httpRequest("POST", agent_->baseUrl() + "/v1/deploys?" + query, headers, body);
+    return remembered(httpRequest("POST", agent_->baseUrl() + "/v1/deploys?" + query, headers, body));
   }
 
   static Json getJson(const std::string& url) {
-    auto result = httpRequest("GET", url, {{"Authorization", "Bearer " + kAgentToken}});
+    auto result = remembered(httpRequest("GET", url, {{"Authorization", "Bearer " + kAgentToken}}));
     EXPECT_EQ(result.status, 200) << result.body;
     return Json::parse(result.body);
   }
@@ -99,8 +115,8 @@ class DeployE2E : public ::testing::Test {
   }
 
   static std::string deployLog(const std::string& id) {
-    auto result = httpRequest("GET", agent_->baseUrl() + "/v1/deploys/" + id + "/log",
-                              {{"Authorization", "Bearer " + kAgentToken}});
+    auto result = remembered(httpRequest("GET", agent_->baseUrl() + "/v1/deploys/" + id + "/log",
+                              {{"Authorization", "Bearer " + kAgentToken}}));
     EXPECT_EQ(result.status, 200);
     return result.body;
   }
@@ -130,7 +146,9 @@ class DeployE2E : public ::testing::Test {
   }
 
   static std::string mintKey(const std::string& deployment) {
-    return testsupport::mintStandinKey(standin_->baseUrl(), deployment);
+    std::string key = testsupport::mintStandinKey(standin_->baseUrl(), deployment);
+    if (scan_) scan_->addSecret(key);
+    return key;
   }
 
   // The module paths the CLI pushes for the example app: each function file as .js.
@@ -171,6 +189,7 @@ class DeployE2E : public ::testing::Test {
   static inline fs::path state_dir_;
   static inline std::unique_ptr<ServerProcess> standin_;
   static inline std::unique_ptr<ServerProcess> agent_;
+  static inline std::unique_ptr<testsupport::SecretScan> scan_;
 };
 
 TEST_F(DeployE2E, ProdDeployWithMintedKeyPushesExactlyTheAppsModules) {
@@ -314,6 +333,13 @@ TEST_F(DeployE2E, ALocalTypescriptPackageIsRefusedBeforeAnythingRuns) {
                              "#!/usr/bin/env node\nrequire('fs').writeFileSync('" + marker.string() + "', 'ran');\n",
                              0755)
                     .build(ArchiveBuilder::Format::kTarGz);
+  // Other tests of this process may have left finished jobs; only this request counts.
+  auto jobFolders = [] {
+    return fs::exists(state_dir_ / "state/jobs")
+               ? std::distance(fs::directory_iterator(state_dir_ / "state/jobs"), fs::directory_iterator())
+               : 0;
+  };
+  const auto folders_before = jobFolders();
   auto refused = postDeploy("target=prod&deployment=" + kProdDeployment, bundle);
   ASSERT_EQ(refused.status, 422) << refused.body;
   Json problem = Json::parse(refused.body);
@@ -321,8 +347,7 @@ TEST_F(DeployE2E, ALocalTypescriptPackageIsRefusedBeforeAnythingRuns) {
   EXPECT_EQ(problem["entry"], "package.json");
   EXPECT_NE(problem["detail"].get<std::string>().find("typescript"), std::string::npos) << refused.body;
   EXPECT_FALSE(fs::exists(marker));
-  EXPECT_EQ(std::distance(fs::directory_iterator(state_dir_ / "state/jobs"), fs::directory_iterator()), 0)
-      << "a refused bundle left a job folder";
+  EXPECT_EQ(jobFolders(), folders_before) << "a refused bundle left a job folder";
 }
 
 TEST_F(DeployE2E, SyntaxErrorFailsWithTheCliErrorAndNoPush) {

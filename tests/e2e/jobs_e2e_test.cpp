@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <future>
 
 #include "support/agent_e2e.h"
@@ -77,8 +78,8 @@ TEST_F(Jobs, CancelDuringInstallStopsNpm) {
 }
 
 TEST_F(Jobs, CancelDuringThePushKillsTheCliAndDeletesWhatTheJobCreated) {
-  // The CLI's first call to the deployment hangs: the push is under way.
-  addFault({{"method", "POST"}, {"path", "/api/get_config_hashes"}, {"delay_ms", 600000}});
+  // The CLI's upload to the deployment hangs: the push is under way.
+  addFault({{"method", "POST"}, {"path", "/api/deploy2/start_push"}, {"delay_ms", 600000}});
   startAgent(true);
   const std::string id = accept({{"target", "prod"}, {"create_project", "cancelled-session"}});
   ASSERT_TRUE(faultsTaken()) << "the CLI never reached the deployment";
@@ -91,6 +92,42 @@ TEST_F(Jobs, CancelDuringThePushKillsTheCliAndDeletesWhatTheJobCreated) {
   EXPECT_TRUE(std::none_of(projects.begin(), projects.end(), [](const Json& p) { return p["name"] == "cancelled-session"; }))
       << projects.dump(2);
   EXPECT_TRUE(standinGet("/_standin/pushes").empty()) << "nothing was pushed";
+}
+
+TEST_F(Jobs, TheReportSaysWhichModulesThePushCreatedChangedAndRemoved) {
+  startAgent(true);
+  const std::string legacy = "import { query } from \"./_generated/server\";\n"
+                             "export const old = query({ args: {}, handler: async () => \"old\" });\n";
+  bundle_ = testsupport::exampleAppArchive().addFile("convex/legacy.ts", legacy).build(testsupport::ArchiveBuilder::Format::kTarGz);
+  const Json first = finalReport(accept({{"target", "prod"}, {"deployment", "happy-otter-123"}}));
+  ASSERT_EQ(first["status"], "succeeded") << first.dump(2);
+  const Json& created = first["pushed"]["modules"];
+  EXPECT_EQ(created["created"], Json::array({"channels.js", "crons.js", "http.js", "legacy.js", "messages.js", "summaries.js"}))
+      << first["pushed"].dump(2);
+  EXPECT_EQ(created["changed"], Json::array());
+  EXPECT_EQ(created["removed"], Json::array());
+  EXPECT_EQ(created["unchanged"], 0);
+
+  // The next generation: one module gone, one new, one with another function.
+  std::ifstream channels_file(testsupport::exampleAppDir() / "convex/channels.ts");
+  std::string channels((std::istreambuf_iterator<char>(channels_file)), std::istreambuf_iterator<char>());
+  channels += "\nexport const count = query({ args: {}, handler: async (ctx) => (await ctx.db.query(\"channels\").collect()).length });\n";
+  bundle_ = testsupport::exampleAppArchive()
+                .replaceFile("convex/channels.ts", channels)
+                .addFile("convex/ping.ts", "import { query } from \"./_generated/server\";\n"
+                                           "export const ping = query({ args: {}, handler: async () => \"pong\" });\n")
+                .build(testsupport::ArchiveBuilder::Format::kTarGz);
+  const Json second = finalReport(accept({{"target", "prod"}, {"deployment", "happy-otter-123"}}));
+  ASSERT_EQ(second["status"], "succeeded") << second.dump(2);
+  const Json& diff = second["pushed"]["modules"];
+  EXPECT_EQ(diff["created"], Json::array({"ping.js"})) << second["pushed"].dump(2);
+  EXPECT_EQ(diff["changed"], Json::array({"channels.js"})) << second["pushed"].dump(2);
+  EXPECT_EQ(diff["removed"], Json::array({"legacy.js"})) << second["pushed"].dump(2);
+  EXPECT_EQ(diff["unchanged"], 4) << second["pushed"].dump(2);
+  // Asked of the deployment, before and after the push: two calls in the report.
+  size_t asked = 0;
+  for (const auto& call : second["api_calls"]) asked += call["call"] == "get_config_hashes" && call["ok"] == true;
+  EXPECT_EQ(asked, 2u) << second["api_calls"].dump(2);
 }
 
 TEST_F(Jobs, KillNineLosesNothingFinishedAndAnIdempotentRetryFindsItsJob) {
@@ -126,7 +163,7 @@ TEST_F(Jobs, KillNineLosesNothingFinishedAndAnIdempotentRetryFindsItsJob) {
 
 TEST_F(Jobs, EventsStreamEveryPhaseLogLineAndTheReportAndResumeWithNothingLostOrRepeated) {
   // The push waits 3 s at the deployment, so the stream can be dropped while the job runs.
-  addFault({{"method", "POST"}, {"path", "/api/get_config_hashes"}, {"delay_ms", 3000}});
+  addFault({{"method", "POST"}, {"path", "/api/deploy2/start_push"}, {"delay_ms", 3000}});
   startAgent(true);
   const std::string id = accept({{"target", "prod"}, {"deployment", "happy-otter-123"}});
   // Read until the push has started, then drop the connection.

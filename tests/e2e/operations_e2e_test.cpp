@@ -117,7 +117,7 @@ TEST_F(Operations, ReadinessFollowsTheQueueAndMetricsCountWhatHappened) {
 
 TEST_F(Operations, SigtermLetsARunningDeployFinishAndRefusesNewOnes) {
   // The push waits 3 s at the deployment: long enough to be running when SIGTERM comes.
-  addFault({{"method", "POST"}, {"path", "/api/get_config_hashes"}, {"delay_ms", 3000}});
+  addFault({{"method", "POST"}, {"path", "/api/deploy2/start_push"}, {"delay_ms", 3000}});
   startAgent(true, {"--drain-seconds", "60"});
   const std::string id = accept({{"target", "prod"}, {"deployment", "happy-otter-123"}});
   ASSERT_TRUE(faultsTaken());

@@ -1,15 +1,20 @@
 // A fixture for end-to-end tests of one agent against one stand-in, both real processes: the
-// agent logs to a file in the test's folder, and at the end everything the agent wrote there
-// (state, reports, logs) is scanned for the secrets the test handed over.
+// agent logs to a file in the test's folder, and at the end every byte the agent wrote there
+// (state, reports, events, logs) and every byte it answered the test with (bodies and headers
+// of every call through agentCall, event streams, webhooks a test hands over with
+// rememberReceived) is scanned for the secrets the test handed over, raw and in their base64,
+// URL-encoded and JSON-escaped forms.
 #pragma once
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <cstdint>
 #include <map>
+#include <sstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +28,7 @@
 #include "support/archive_builder.h"
 #include "support/e2e.h"
 #include "support/multipart.h"
+#include "support/secret_scan.h"
 #include "support/server_process.h"
 
 namespace testsupport {
@@ -75,8 +81,14 @@ class AgentE2E : public ::testing::Test {
   HttpResult agentCall(const std::string& method, const std::string& path, std::map<std::string, std::string> headers = {},
                        const std::string& body = {}) {
     headers["Authorization"] = "Bearer " + agent_token_;
-    return httpRequest(method, agent_->baseUrl() + path, headers, body);
+    auto result = httpRequest(method, agent_->baseUrl() + path, headers, body);
+    rememberReceived(result.body);
+    for (const auto& [name, value] : result.headers) rememberReceived(name + ": " + value);
+    return result;
   }
+
+  // Bytes the agent sent somewhere (an answer, a webhook), scanned for secrets at the end.
+  void rememberReceived(const std::string& bytes) { scan_.remember(bytes); }
 
   // POST /v1/deploys with the example app and `options` as multipart parts, plus `headers`.
   HttpResult postWithOptions(const Json& options, std::map<std::string, std::string> headers = {},
@@ -189,6 +201,7 @@ class AgentE2E : public ::testing::Test {
         read.ended = true;
         break;
       }
+      rememberReceived(line);
       if (line.empty()) {
         if (has_event) read.events.push_back(std::move(event));
         event = SseEvent{};
@@ -222,15 +235,8 @@ class AgentE2E : public ::testing::Test {
   }
 
   void expectNoSecretWritten() {
-    if (!std::filesystem::exists(state_dir_)) return;
-    for (const auto& entry : std::filesystem::recursive_directory_iterator(state_dir_)) {
-      if (!entry.is_regular_file()) continue;
-      std::ifstream in(entry.path(), std::ios::binary);
-      const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      for (const auto& secret : secrets_) {
-        EXPECT_EQ(content.find(secret), std::string::npos) << entry.path() << " holds a secret";
-      }
-    }
+    for (const auto& secret : secrets_) scan_.addSecret(secret);
+    scan_.expectClean(state_dir_);
   }
 
   // The example app, archived once per test: a retried request sends the very same bytes.
@@ -247,6 +253,7 @@ class AgentE2E : public ::testing::Test {
   std::unique_ptr<ServerProcess> standin_;
   std::unique_ptr<ServerProcess> agent_;
   std::vector<std::string> secrets_;  // that nothing the agent writes may hold
+  SecretScan scan_;                    // what the agent answered or sent, and the check
   std::string bundle_;
 };
 

@@ -209,6 +209,30 @@ TEST(AgentConfig, JobAndOperationSettingsAreReadAndBounded) {
   EXPECT_TRUE(anyErrorMentions(agent::resolveSettings(input).errors, "log-format"));
 }
 
+TEST(AgentConfig, CallbackHostsNeedASecretAndWellFormedEntries) {
+  auto input = baseInput();
+  auto defaults = agent::resolveSettings(input).settings;
+  EXPECT_TRUE(defaults.callbacks.allowed_hosts.empty()) << "no callback goes anywhere unless the operator says so";
+  input.flags["callback-hosts"] = "hooks.example.com,127.0.0.1:9000";
+  EXPECT_TRUE(anyErrorMentions(agent::resolveSettings(input).errors, "DEPLOY_AGENT_CALLBACK_SECRET"));
+  input.env["DEPLOY_AGENT_CALLBACK_SECRET"] = "short";
+  EXPECT_TRUE(anyErrorMentions(agent::resolveSettings(input).errors, "shorter than 16"));
+  input.env["DEPLOY_AGENT_CALLBACK_SECRET"] = "a-callback-secret-of-enough-length";
+  input.flags["callback-attempts"] = "3";
+  input.flags["callback-retry-ms"] = "250";
+  auto result = agent::resolveSettings(input);
+  ASSERT_TRUE(result.errors.empty()) << joined(result.errors);
+  EXPECT_EQ(result.settings.callbacks.allowed_hosts, (std::vector<std::string>{"hooks.example.com", "127.0.0.1:9000"}));
+  EXPECT_EQ(result.settings.callbacks.max_attempts, 3);
+  EXPECT_EQ(result.settings.callbacks.first_retry, std::chrono::milliseconds(250));
+  input.flags["callback-hosts"] = "hooks.example.com:99999";
+  EXPECT_TRUE(anyErrorMentions(agent::resolveSettings(input).errors, "callback-hosts"));
+  // The secret is the agent's own: never handed to npm or the CLI.
+  input.flags["callback-hosts"] = "hooks.example.com";
+  input.flags["env-passthrough"] = "DEPLOY_AGENT_CALLBACK_SECRET";
+  EXPECT_TRUE(anyErrorMentions(agent::resolveSettings(input).errors, "DEPLOY_AGENT_CALLBACK_SECRET"));
+}
+
 TEST(AgentConfig, PassthroughRefusesTheAgentsOwnSecretsAndSettings) {
   for (const std::string name : {"DEPLOY_AGENT_TOKEN", "DEPLOY_AGENT_TOKEN_FILE", "DEPLOY_AGENT_CONVEX_URL",
                                  "CONVEX_TEAM_TOKEN", "CONVEX_TEAM_TOKEN_FILE", "CONVEX_DEPLOY_KEY",

@@ -32,6 +32,7 @@ TEST(DeployOptions, BadValuesNameTheirField) {
   for (const auto& [name, value] : std::vector<std::pair<std::string, std::string>>{
            {"target", "staging"}, {"project", "abc"}, {"project", "0"}, {"ttl_seconds", "0"},
            {"self_hosted_url", "ftp://backend"}, {"deployment", "Bad_Name"}, {"typecheck", "maybe"},
+           {"callback_url", "javascript:alert(1)"}, {"callback_url", "https://" + std::string(2100, 'a') + ".example"},
            {"create_project", std::string("a\nb")}}) {
     DeployOptions options;
     auto problem = da::api::optionsFromQuery({{name, value}}, options);
@@ -54,6 +55,21 @@ TEST(DeployOptions, JsonOptionsMergeAndADisagreementNamesBoth) {
   ASSERT_TRUE(problem);
   EXPECT_EQ(problem->reason, "conflicting_options");
   EXPECT_EQ(problem->field, "target,options.target");
+}
+
+TEST(DeployOptions, ACallbackUrlFromEitherSourceIsPartOfTheRequest) {
+  auto options = fromQuery({{"target", "prod"}, {"callback_url", "https://hooks.example.com/d?x=1"}});
+  EXPECT_EQ(options.callback_url, "https://hooks.example.com/d?x=1");
+  auto problem = da::api::mergeJsonOptions({{"callback_url", "https://hooks.example.com/other"}}, options);
+  ASSERT_TRUE(problem);
+  EXPECT_EQ(problem->reason, "conflicting_options");
+  DeployOptions from_json;
+  ASSERT_FALSE(da::api::mergeJsonOptions({{"callback_url", "https://hooks.example.com/d"}}, from_json));
+  EXPECT_EQ(from_json.callback_url, "https://hooks.example.com/d");
+  // An Idempotency-Key reused with another callback is another request.
+  DeployOptions other = from_json;
+  other.callback_url = "https://hooks.example.com/e";
+  EXPECT_NE(da::api::canonicalRequest(from_json, {}), da::api::canonicalRequest(other, {}));
 }
 
 TEST(DeployOptions, EnvIsCheckedWithoutEverRepeatingAValue) {
