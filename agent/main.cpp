@@ -97,6 +97,7 @@ class DeployAgentApp : public Poco::Util::ServerApplication {
     store.onFinished([&metrics](const da::DeployReport& report) { metrics.jobFinished(report); });
     // Webhooks of finished jobs, including those a restart left pending.
     da::CallbackDelivery callbacks(settings_, store);
+    callbacks.onAttempt([&metrics](const std::string& outcome) { metrics.callbackAttempt(outcome); });
     store.afterFinished([&callbacks](const da::DeployReport& report) { callbacks.jobFinished(report); });
     callbacks.start();
     std::atomic<bool> draining{false};

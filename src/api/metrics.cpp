@@ -29,6 +29,10 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                    .Name("deploy_agent_http_requests_total")
                    .Help("HTTP requests answered, by route and status code")
                    .Register(*registry_);
+  callback_attempts_ = &prometheus::BuildCounter()
+                            .Name("deploy_agent_callback_attempts_total")
+                            .Help("Webhook (callback_url) attempts, by what followed: delivered, retrying, failed")
+                            .Register(*registry_);
   bytes_received_ = &prometheus::BuildCounter()
                          .Name("deploy_agent_bundle_bytes_received_total")
                          .Help("Bundle bytes received by POST /v1/deploys")
@@ -65,6 +69,10 @@ void Metrics::jobFinished(const DeployReport& report) {
     if (timing == report.timings_ms.end()) continue;
     phase_seconds_->Add({{"phase", phase}}, kPhaseBuckets).Observe(static_cast<double>(timing->second) / 1000.0);
   }
+}
+
+void Metrics::callbackAttempt(const std::string& outcome) {
+  callback_attempts_->Add({{"outcome", outcome}}).Increment();
 }
 
 void Metrics::requestAnswered(const std::string& route, int status) {

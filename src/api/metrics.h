@@ -34,6 +34,8 @@ class Metrics {
   void bytesReceived(uint64_t bytes);
   void sseStreamOpened();
   void sseStreamClosed();
+  // A callback attempt ended: "delivered", "retrying" (a retry is scheduled) or "failed" (for good).
+  void callbackAttempt(const std::string& outcome);
 
   struct Now {
     size_t queued = 0;
@@ -48,6 +50,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* jobs_;
   prometheus::Family<prometheus::Histogram>* phase_seconds_;
   prometheus::Family<prometheus::Counter>* requests_;
+  prometheus::Family<prometheus::Counter>* callback_attempts_;
   prometheus::Counter* bytes_received_;
   prometheus::Gauge* queue_depth_;
   prometheus::Gauge* running_;

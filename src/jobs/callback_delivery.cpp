@@ -212,6 +212,7 @@ void CallbackDelivery::attempt(const std::string& job_id) {
     stored.callback->next_attempt_at_ms = status == "pending" ? attempt.at_ms + attempt.duration_ms + retry_in.count() : 0;
   });
   if (!kept) return;  // deleted meanwhile: nobody is left to tell
+  if (on_attempt_) on_attempt_(status == "pending" ? "retrying" : status);
   if (status == "pending") {
     spdlog::warn("deploy {}: callback attempt {} to {}: {}; next in {} ms", job_id, number, hostOf(url),
                  attempt.outcome, retry_in.count());

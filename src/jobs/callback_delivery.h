@@ -49,7 +49,11 @@ class CallbackDelivery {
   using Post = std::function<Answer(const std::string& url, const std::vector<std::pair<std::string, std::string>>& headers,
                                     const std::string& body, const std::atomic<bool>& stopping)>;
 
+  // Told after each recorded attempt what followed it: "delivered", "retrying" or "failed" (metrics).
+  using AttemptObserver = std::function<void(const std::string& outcome)>;
+
   CallbackDelivery(const Settings& settings, JobStore& store, Post post = {});
+  void onAttempt(AttemptObserver observer) { on_attempt_ = std::move(observer); }
   ~CallbackDelivery();
 
   // Resumes the pending callbacks of finished jobs (due now, or when their retry was due) and
@@ -72,6 +76,7 @@ class CallbackDelivery {
   const Settings& settings_;
   JobStore& store_;
   Post post_;
+  AttemptObserver on_attempt_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::multimap<std::chrono::steady_clock::time_point, std::string> due_;

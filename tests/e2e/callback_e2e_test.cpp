@@ -107,6 +107,10 @@ TEST_F(Callbacks, AReceiverFailingTwiceGetsTheSignedReportOnTheThirdAttempt) {
   Json shown = report;
   shown.erase("callback");
   EXPECT_EQ(delivered, shown);
+  // Operators see it too.
+  const std::string metrics = testsupport::httpRequest("GET", agent_->baseUrl() + "/metrics").body;
+  EXPECT_NE(metrics.find("deploy_agent_callback_attempts_total{outcome=\"retrying\"} 2"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("deploy_agent_callback_attempts_total{outcome=\"delivered\"} 1"), std::string::npos) << metrics;
   // A tampered body or another secret does not verify: the check above means something.
   EXPECT_FALSE(pythonAcceptsSignature(requests.back().headers.at("Deploy-Agent-Signature"), requests.back().body + " "));
 }

@@ -77,6 +77,19 @@ TEST_F(Jobs, CancelDuringInstallStopsNpm) {
   EXPECT_TRUE(standinGet("/_standin/pushes").empty());
 }
 
+TEST_F(Jobs, CancelWhileTheEnvironmentIsBeingSetAbandonsTheCallAndPushesNothing) {
+  const std::string value = "env-value-that-is-a-secret-0123456789";
+  secrets_.push_back(value);
+  addFault({{"method", "POST"}, {"path", "/api/v1/update_environment_variables"}, {"delay_ms", 600000}});
+  startAgent(true);
+  const std::string id = accept({{"target", "prod"}, {"deployment", "happy-otter-123"}, {"env", {{"OPENAI_API_KEY", value}}}});
+  ASSERT_TRUE(faultsTaken()) << "the agent never set the environment";
+  const Json stopped = cancel(id);
+  expectCancelledIn(stopped, "env");
+  EXPECT_EQ(stopped["deploy_key_deleted"], true) << stopped.dump(2);
+  EXPECT_TRUE(standinGet("/_standin/pushes").empty()) << "nothing was pushed";
+}
+
 TEST_F(Jobs, CancelDuringThePushKillsTheCliAndDeletesWhatTheJobCreated) {
   // The CLI's upload to the deployment hangs: the push is under way.
   addFault({{"method", "POST"}, {"path", "/api/deploy2/start_push"}, {"delay_ms", 600000}});
