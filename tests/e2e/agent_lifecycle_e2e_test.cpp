@@ -11,6 +11,7 @@
 
 #include "support/archive_builder.h"
 #include "support/e2e.h"
+#include "support/secret_scan.h"
 #include "support/server_process.h"
 
 namespace fs = std::filesystem;
@@ -37,6 +38,10 @@ class AgentLifecycle : public ::testing::Test {
   void TearDown() override {
     agent_.reset();
     standin_.reset();
+    // Nothing the agent wrote or answered holds a secret it was given.
+    scan_.addSecret(kAgentToken);
+    scan_.addSecret(kTeamToken);
+    scan_.expectClean(state_dir_);
     fs::remove_all(state_dir_);
   }
 
@@ -44,23 +49,33 @@ class AgentLifecycle : public ::testing::Test {
     auto args = testsupport::offlineAgentArgs(state_dir_ / "state", standin_->baseUrl());
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     extra_env.emplace("DEPLOY_AGENT_TOKEN", kAgentToken);
-    agent_ = std::make_unique<ServerProcess>(testsupport::binaryDir() + "/bin/deploy-agent", args, extra_env);
+    fs::create_directories(state_dir_);
+    agent_ = std::make_unique<ServerProcess>(testsupport::binaryDir() + "/bin/deploy-agent", args, extra_env,
+                                             (state_dir_ / "agent.log").string());
   }
 
   std::string mintKey(const std::string& deployment) {
-    return testsupport::mintStandinKey(standin_->baseUrl(), deployment);
+    std::string key = testsupport::mintStandinKey(standin_->baseUrl(), deployment);
+    scan_.addSecret(key);
+    return key;
+  }
+
+  testsupport::HttpResult remembered(testsupport::HttpResult result) {
+    scan_.remember(result.body);
+    for (const auto& [name, value] : result.headers) scan_.remember(name + ": " + value);
+    return result;
   }
 
   testsupport::HttpResult post(const std::string& query, const std::string& body, const std::string& key) {
-    return httpRequest("POST", agent_->baseUrl() + "/v1/deploys?" + query,
-                       {{"Authorization", "Bearer " + kAgentToken}, {"Content-Type", "application/gzip"},
-                        {"Convex-Deploy-Key", key}},
-                       body);
+    return remembered(httpRequest("POST", agent_->baseUrl() + "/v1/deploys?" + query,
+                                  {{"Authorization", "Bearer " + kAgentToken}, {"Content-Type", "application/gzip"},
+                                   {"Convex-Deploy-Key", key}},
+                                  body));
   }
 
   Json report(const std::string& id, int wait_seconds) {
-    auto result = httpRequest("GET", agent_->baseUrl() + "/v1/deploys/" + id + "?wait=" + std::to_string(wait_seconds),
-                              {{"Authorization", "Bearer " + kAgentToken}});
+    auto result = remembered(httpRequest("GET", agent_->baseUrl() + "/v1/deploys/" + id + "?wait=" + std::to_string(wait_seconds),
+                                         {{"Authorization", "Bearer " + kAgentToken}}));
     EXPECT_EQ(result.status, 200) << result.body;
     return Json::parse(result.body);
   }
@@ -77,6 +92,7 @@ class AgentLifecycle : public ::testing::Test {
   fs::path state_dir_;
   std::unique_ptr<ServerProcess> standin_;
   std::unique_ptr<ServerProcess> agent_;
+  testsupport::SecretScan scan_;
 };
 
 TEST_F(AgentLifecycle, SecretsAreGoneFromTheStartupEnvironmentAndHealthzNamesTheSandbox) {

@@ -24,6 +24,7 @@
 #include "support/counting_listener.h"
 #include "support/e2e.h"
 #include "support/npm_registry.h"
+#include "support/secret_scan.h"
 #include "support/server_process.h"
 
 namespace fs = std::filesystem;
@@ -105,8 +106,10 @@ class HostileRegistryE2E : public ::testing::TestWithParam<std::string> {
                                      token_file_.string(), "--cli-timeout", "120", "--install-timeout", "300",
                                      "--sandbox", GetParam(), "--drain-seconds", "0"};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
+    fs::create_directories(state_);
     agent_ = std::make_unique<ServerProcess>(testsupport::binaryDir() + "/bin/deploy-agent", args,
-                                             std::map<std::string, std::string>{{"CONVEX_TEAM_TOKEN", kTeamToken}});
+                                             std::map<std::string, std::string>{{"CONVEX_TEAM_TOKEN", kTeamToken}},
+                                             (state_ / "agent.log").string());
   }
 
   // Deploys an app whose typescript's tsc runs `script`; returns the terminal report.
@@ -122,7 +125,15 @@ class HostileRegistryE2E : public ::testing::TestWithParam<std::string> {
     return waitForReport(last_id_);
   }
 
-  void TearDown() override { agent_.reset(); }
+  // Whatever the hostile package printed or tried, no secret of the agent reached its state,
+  // its reports or its log, in any encoding.
+  void TearDown() override {
+    agent_.reset();
+    testsupport::SecretScan scan;
+    scan.addSecret(kAgentToken);
+    scan.addSecret(kTeamToken);
+    scan.expectClean(state_);
+  }
 
   // Publishes a crafted typescript (its own version per tier and variant) and writes an app
   // that pins it.
