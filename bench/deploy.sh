@@ -104,16 +104,12 @@ mkdir -p "$OUT"
 source "$ROOT/scripts/lib/servers.sh"
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-json_get() {  # json_get EXPR < json ; EXPR is a python expression over `j`
-  python3 -c 'import json,sys; j=json.load(sys.stdin); v='"$1"'; print("" if v is None else v)'
-}
 
 # ---- the stand-in and a deploy key ----------------------------------------------------------
 
 start_server standin "$BIN/convex-standin" --listen 127.0.0.1:0
 STANDIN="$SERVER_URL"
-KEY="$(curl -sS -f -X POST "$STANDIN/_standin/deploy_keys" -H 'Content-Type: application/json' \
-  --data "{\"deployment\":\"$DEPLOYMENT\"}" | json_get 'j["deployKey"]')"
+KEY="$(mint_standin_key "$STANDIN" "$DEPLOYMENT")"
 [ -n "$KEY" ] || { echo "deploy: the stand-in minted no key" >&2; exit 1; }
 echo "deploy: stand-in at $STANDIN, deploy key for $DEPLOYMENT minted" >&2
 
