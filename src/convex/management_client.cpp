@@ -600,6 +600,21 @@ Result resultOf(const CallAnswer& answer) {
 
 ApiError badResponse(int status, const std::string& what) { return ApiError{"bad_response", status, "", what}; }
 
+// A POST to a provisioning or deployment origin (given with or without a trailing '/'),
+// authorised as `auth_scheme credential`.
+CallSpec postTo(const std::string& origin, std::string path, std::string auth_scheme, const std::string& credential,
+                std::string operation) {
+  CallSpec spec;
+  spec.method = "POST";
+  spec.base_url = origin;
+  while (!spec.base_url.empty() && spec.base_url.back() == '/') spec.base_url.pop_back();
+  spec.path = std::move(path);
+  spec.auth_scheme = std::move(auth_scheme);
+  spec.credential = credential;
+  spec.operation = std::move(operation);
+  return spec;
+}
+
 // The 2xx body as a JSON object, or nullopt.
 std::optional<nlohmann::json> objectBody(const CallAnswer& answer) {
   auto parsed = nlohmann::json::parse(answer.body, nullptr, false);
@@ -985,15 +1000,8 @@ UrlResult deploymentUrlForKey(const std::string& provision_url, const std::strin
 
 UrlResult deploymentUrlForKey(const std::string& provision_url, const std::string& deploy_key,
                               const HttpOptions& options, const RetryPolicy& retry) {
-  CallSpec spec;
-  spec.method = "POST";
-  spec.base_url = provision_url;
-  while (!spec.base_url.empty() && spec.base_url.back() == '/') spec.base_url.pop_back();
-  spec.path = "/api/deployment/url_for_key";
-  spec.auth_scheme = "Bearer";
-  spec.credential = deploy_key;
+  CallSpec spec = postTo(provision_url, "/api/deployment/url_for_key", "Bearer", deploy_key, "url_for_key");
   spec.body = nlohmann::json{{"deployKey", deploy_key}}.dump();
-  spec.operation = "url_for_key";
   const auto answer = performCallGuarded(spec, options, retry);
   auto result = resultOf<UrlResult>(answer);
   if (answer.error) return result;
@@ -1056,20 +1064,14 @@ PreviewClaimResult claimPreviewDeployment(const std::string& provision_url, cons
     result.error = ApiError{"config_error", 0, "", "claim_preview_deployment needs a non-empty preview identifier"};
     return result;
   }
-  CallSpec spec;
-  spec.method = "POST";
-  spec.base_url = provision_url;
-  while (!spec.base_url.empty() && spec.base_url.back() == '/') spec.base_url.pop_back();
-  spec.path = "/api/claim_preview_deployment";
-  spec.auth_scheme = "Bearer";
-  spec.credential = preview_deploy_key;
+  CallSpec spec = postTo(provision_url, "/api/claim_preview_deployment", "Bearer", preview_deploy_key,
+                         "claim_preview_deployment");
   spec.secrets = {preview_deploy_key.substr(preview_deploy_key.find('|') + 1)};
   const nlohmann::json selection = {
       {"kind", "teamAndProjectSlugs"}, {"teamSlug", slugs->team}, {"projectSlug", slugs->project}};
   spec.body = nlohmann::json{{"projectSelection", selection}, {"identifier", identifier}, {"reuse", reuse}}.dump();
   // Without reuse a repeat would replace the preview this request may already have created.
   spec.idempotent = reuse;
-  spec.operation = "claim_preview_deployment";
   const auto answer = performCallGuarded(spec, options, retry);
   result = resultOf<PreviewClaimResult>(answer);
   if (answer.error) return result;
@@ -1105,14 +1107,8 @@ EnvVarsResult setEnvironmentVariables(const std::string& deployment_url, const s
 EnvVarsResult setEnvironmentVariables(const std::string& deployment_url, const std::string& auth_key,
                                       const std::vector<EnvVarChange>& changes, const HttpOptions& options,
                                       const RetryPolicy& retry) {
-  CallSpec spec;
-  spec.method = "POST";
-  spec.base_url = deployment_url;
-  while (!spec.base_url.empty() && spec.base_url.back() == '/') spec.base_url.pop_back();
-  spec.path = "/api/v1/update_environment_variables";
-  spec.auth_scheme = "Convex";
-  spec.credential = auth_key;
-  spec.operation = "update_environment_variables";
+  CallSpec spec = postTo(deployment_url, "/api/v1/update_environment_variables", "Convex", auth_key,
+                         "update_environment_variables");
   nlohmann::json list = nlohmann::json::array();
   for (const auto& change : changes) {
     list.push_back({{"name", change.name}, {"value", change.value ? nlohmann::json(*change.value) : nlohmann::json()}});
@@ -1152,16 +1148,9 @@ namespace da::convex {
 
 ModuleHashesResult moduleHashes(const std::string& deployment_url, const std::string& admin_key,
                                 const std::string& cli_version, const HttpOptions& options) {
-  CallSpec spec;
-  spec.method = "POST";
-  spec.base_url = deployment_url;
-  while (!spec.base_url.empty() && spec.base_url.back() == '/') spec.base_url.pop_back();
-  spec.path = "/api/get_config_hashes";
-  spec.auth_scheme = "Convex";
-  spec.credential = admin_key;
+  CallSpec spec = postTo(deployment_url, "/api/get_config_hashes", "Convex", admin_key, "get_config_hashes");
   // As the CLI sends it: the key in the body too.
   spec.body = nlohmann::json{{"version", cli_version}, {"adminKey", admin_key}}.dump();
-  spec.operation = "get_config_hashes";
   const auto answer = performCallGuarded(spec, options, policyFor(options));
   auto result = resultOf<ModuleHashesResult>(answer);
   if (answer.error) return result;
