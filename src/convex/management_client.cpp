@@ -1173,3 +1173,37 @@ ModuleHashesResult moduleHashes(const std::string& deployment_url, const std::st
 }
 
 }  // namespace da::convex
+
+namespace da::convex {
+
+FunctionSpecResult functionSpec(const std::string& deployment_url, const std::string& admin_key,
+                                const HttpOptions& options) {
+  CallSpec spec = postTo(deployment_url, "/api/query", "Convex", admin_key, "function_spec");
+  spec.body = nlohmann::json{{"path", "_system/cli/modules:apiSpec"}, {"args", nlohmann::json::object()},
+                             {"format", "convex_encoded_json"}}
+                  .dump();
+  const auto answer = performCallGuarded(spec, options, policyFor(options));
+  auto result = resultOf<FunctionSpecResult>(answer);
+  if (answer.error) return result;
+  auto parsed = nlohmann::json::parse(answer.body, nullptr, false);
+  if (!parsed.is_object() || parsed.value("status", "") != "success" || !parsed.contains("value") ||
+      !parsed["value"].is_array()) {
+    result.error = badResponse(answer.status, "the function listing answered without a list of functions");
+    return result;
+  }
+  std::vector<FunctionSpec> functions;
+  for (const auto& entry : parsed["value"]) {
+    if (!entry.is_object() || !entry.contains("identifier") || !entry["identifier"].is_string()) continue;
+    FunctionSpec function;
+    function.identifier = entry["identifier"].get<std::string>();
+    if (entry.contains("functionType") && entry["functionType"].is_string()) function.function_type = entry["functionType"];
+    nlohmann::json rest = entry;
+    rest.erase("identifier");
+    function.signature = rest.dump();
+    functions.push_back(std::move(function));
+  }
+  result.functions = std::move(functions);
+  return result;
+}
+
+}  // namespace da::convex

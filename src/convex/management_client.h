@@ -252,6 +252,25 @@ struct ModuleHashesResult {
 ModuleHashesResult moduleHashes(const std::string& deployment_url, const std::string& admin_key,
                                 const std::string& cli_version, const HttpOptions& options);
 
+// The deployment's functions, as `npx convex function-spec` lists them: the system query
+// `_system/cli/modules:apiSpec`, asked through the deployment's HTTP query API
+// (POST /api/query, admin auth), as the CLI's ConvexHttpClient asks. `signature` is everything
+// but the identifier (type, visibility, validators) as JSON text, to tell a changed one.
+struct FunctionSpec {
+  std::string identifier;     // "messages.js:list"
+  std::string function_type;  // "Query", "Mutation", "Action", "HttpAction"; "" when not said
+  std::string signature;
+};
+struct FunctionSpecResult {
+  std::optional<std::vector<FunctionSpec>> functions;
+  std::optional<ApiError> error;
+  int attempts = 0;
+  std::vector<AttemptOutcome> outcomes;
+  bool ambiguous = false;
+};
+FunctionSpecResult functionSpec(const std::string& deployment_url, const std::string& admin_key,
+                                const HttpOptions& options);
+
 // One POST of a webhook: `body` (JSON) with `headers` and no credential, to any http(s) URL,
 // one attempt, redirects not followed (a 3xx is "bad_response"). Success is a 2xx; otherwise
 // error.retryable says whether a later attempt may succeed (network errors, 429, 500/502/503/504).

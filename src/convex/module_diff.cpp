@@ -12,12 +12,12 @@ bool isBundlerChunk(const ModuleHash& module) { return module.path.rfind("_deps/
 
 }  // namespace
 
-PushedReport moduleDiff(const std::vector<ModuleHash>& before, const std::vector<ModuleHash>& after) {
+PushChanges moduleDiff(const std::vector<ModuleHash>& before, const std::vector<ModuleHash>& after) {
   std::map<std::string, const ModuleHash*> earlier;
   for (const auto& module : before) {
     if (!isBundlerChunk(module)) earlier[module.path] = &module;
   }
-  PushedReport diff;
+  PushChanges diff;
   for (const auto& module : after) {
     if (isBundlerChunk(module)) continue;
     auto found = earlier.find(module.path);
@@ -33,6 +33,33 @@ PushedReport moduleDiff(const std::vector<ModuleHash>& before, const std::vector
     earlier.erase(found);
   }
   for (const auto& [path, module] : earlier) diff.removed.push_back(path);
+  std::sort(diff.created.begin(), diff.created.end());
+  std::sort(diff.changed.begin(), diff.changed.end());
+  return diff;
+}
+
+PushChanges functionDiff(const std::vector<FunctionSpec>& before, const std::vector<FunctionSpec>& after,
+                         const std::vector<std::string>& changed_modules) {
+  std::map<std::string, const FunctionSpec*> earlier;
+  for (const auto& function : before) earlier[function.identifier] = &function;
+  auto moduleOf = [](const std::string& identifier) { return identifier.substr(0, identifier.find(':')); };
+  PushChanges diff;
+  for (const auto& function : after) {
+    auto found = earlier.find(function.identifier);
+    if (found == earlier.end()) {
+      diff.created.push_back(function.identifier);
+      continue;
+    }
+    const bool module_changed = std::find(changed_modules.begin(), changed_modules.end(),
+                                          moduleOf(function.identifier)) != changed_modules.end();
+    if (module_changed || found->second->signature != function.signature) {
+      diff.changed.push_back(function.identifier);
+    } else {
+      ++diff.unchanged;
+    }
+    earlier.erase(found);
+  }
+  for (const auto& [identifier, function] : earlier) diff.removed.push_back(identifier);
   std::sort(diff.created.begin(), diff.created.end());
   std::sort(diff.changed.begin(), diff.changed.end());
   return diff;

@@ -12,6 +12,13 @@
 namespace da::convex {
 
 // Lists sorted by path.
-PushedReport moduleDiff(const std::vector<ModuleHash>& before, const std::vector<ModuleHash>& after);
+PushChanges moduleDiff(const std::vector<ModuleHash>& before, const std::vector<ModuleHash>& after);
+
+// Which functions (by identifier, "<module>:<export>") a push created and removed, and which
+// it changed: present before and after with another type, visibility or validators, or in a
+// module the push changed (`changed_modules`, from moduleDiff). Convex compares code by module,
+// so a function whose neighbour changed counts as changed too.
+PushChanges functionDiff(const std::vector<FunctionSpec>& before, const std::vector<FunctionSpec>& after,
+                         const std::vector<std::string>& changed_modules);
 
 }  // namespace da::convex

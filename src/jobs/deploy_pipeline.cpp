@@ -785,17 +785,27 @@ DeployPipeline::PhaseResult DeployPipeline::push(const DeployJob& job, const Job
   }
   // What the deployment runs before the push, so the report can say what the push changed.
   // Asked under the push lock: no other push of this agent moves it in between.
-  std::optional<std::vector<convex::ModuleHash>> modules_before;
-  const bool key_reads_modules = target.self_hosted || convex::classifyKey(key).kind == convex::KeyKind::kDeployment;
-  auto askModules = [&]() -> std::optional<std::vector<convex::ModuleHash>> {
-    if (deployment_url.empty() || !key_reads_modules) return std::nullopt;
+  const bool key_reads_deployment = target.self_hosted || convex::classifyKey(key).kind == convex::KeyKind::kDeployment;
+  struct DeployedState {
+    std::optional<std::vector<convex::ModuleHash>> modules;
+    std::optional<std::vector<convex::FunctionSpec>> functions;
+  };
+  auto askDeployment = [&]() {
+    DeployedState state;
+    if (deployment_url.empty() || !key_reads_deployment) return state;
     convex::HttpOptions http = convex::httpOptionsFromEnvironment(settings_.env_passthrough, deployment_url);
     http.cancel = &cancel;
-    auto asked = convex::moduleHashes(deployment_url, key, settings_.toolchain.convex_cli_version, http);
-    countCall(report, "get_config_hashes", asked);
-    return asked.modules;
+    auto modules = convex::moduleHashes(deployment_url, key, settings_.toolchain.convex_cli_version, http);
+    countCall(report, "get_config_hashes", modules);
+    state.modules = modules.modules;
+    if (state.modules) {
+      auto functions = convex::functionSpec(deployment_url, key, http);
+      countCall(report, "function_spec", functions);
+      state.functions = functions.functions;
+    }
+    return state;
   };
-  modules_before = askModules();
+  const DeployedState before = askDeployment();
   auto [run, log] = runToolchainCommand(settings_, job, job_sandbox, std::move(args), std::move(env),
                                         pushAllowlist(settings_, deployment_url), report.network,
                                         settings_.cli_timeout, "cli.log", redactor, cancel, logEvents(job.id, "push"));
@@ -808,10 +818,21 @@ DeployPipeline::PhaseResult DeployPipeline::push(const DeployJob& job, const Job
   auto outcome = convex::judgeCliRun(job.target, run.exit_code, log);
   if (!outcome.deployment_url.empty()) report.deployment_url = outcome.deployment_url;
   if (!outcome.succeeded) return {outcome.error};
-  if (modules_before) {
-    if (auto modules_after = askModules()) report.pushed = convex::moduleDiff(*modules_before, *modules_after);
+  if (before.modules) {
+    const DeployedState after = askDeployment();
+    if (after.modules) {
+      PushedReport pushed;
+      pushed.modules = convex::moduleDiff(*before.modules, *after.modules);
+      if (before.functions && after.functions) {
+        pushed.functions = convex::functionDiff(*before.functions, *after.functions, pushed.modules.changed);
+      } else {
+        report.warnings.push_back("the deployment did not list its functions (see api_calls): pushed.functions is "
+                                  "null, pushed.modules says what changed");
+      }
+      report.pushed = std::move(pushed);
+    }
   }
-  if (!report.pushed && key_reads_modules) {
+  if (!report.pushed && key_reads_deployment) {
     report.warnings.push_back("what the push changed could not be read from the deployment (see api_calls)");
   }
   return {};

@@ -95,10 +95,15 @@ nlohmann::json DeployReport::toJson() const {
     calls.push_back({{"call", call.call}, {"attempts", call.attempts}, {"outcomes", call.outcomes}, {"ok", call.ok}});
   }
   j["api_calls"] = calls;
-  j["pushed"] = pushed ? nlohmann::json{{"modules", {{"created", pushed->created},
-                                                      {"changed", pushed->changed},
-                                                      {"removed", pushed->removed},
-                                                      {"unchanged", pushed->unchanged}}}}
+  auto changesJson = [](const PushChanges& changes) {
+    return nlohmann::json{{"created", changes.created},
+                          {"changed", changes.changed},
+                          {"removed", changes.removed},
+                          {"unchanged", changes.unchanged}};
+  };
+  j["pushed"] = pushed ? nlohmann::json{{"modules", changesJson(pushed->modules)},
+                                        {"functions", pushed->functions ? changesJson(*pushed->functions)
+                                                                        : nlohmann::json()}}
                        : nlohmann::json();
   if (callback) {
     nlohmann::json attempts = nlohmann::json::array();
@@ -218,12 +223,19 @@ DeployReport DeployReport::fromJson(const nlohmann::json& j) {
   if (j.contains("env") && j["env"].is_object()) r.env_names = j["env"].value("names", std::vector<std::string>{});
   if (j.contains("diagnostics")) r.diagnostics = diagnosticsFromJson(j["diagnostics"]);
   if (j.contains("pushed") && j["pushed"].is_object() && j["pushed"].contains("modules")) {
-    const auto& m = j["pushed"]["modules"];
+    auto changesFrom = [](const nlohmann::json& c) {
+      PushChanges changes;
+      changes.created = c.value("created", std::vector<std::string>{});
+      changes.changed = c.value("changed", std::vector<std::string>{});
+      changes.removed = c.value("removed", std::vector<std::string>{});
+      changes.unchanged = c.value("unchanged", uint64_t{0});
+      return changes;
+    };
     PushedReport pushed;
-    pushed.created = m.value("created", std::vector<std::string>{});
-    pushed.changed = m.value("changed", std::vector<std::string>{});
-    pushed.removed = m.value("removed", std::vector<std::string>{});
-    pushed.unchanged = m.value("unchanged", uint64_t{0});
+    pushed.modules = changesFrom(j["pushed"]["modules"]);
+    if (j["pushed"].contains("functions") && j["pushed"]["functions"].is_object()) {
+      pushed.functions = changesFrom(j["pushed"]["functions"]);
+    }
     r.pushed = pushed;
   }
   if (j.contains("callback") && j["callback"].is_object()) {

@@ -89,13 +89,17 @@ struct PreviewReport {
   bool is_new = false;           // the claim created it; false: taken after an unanswered claim
 };
 
-// What a successful push changed on the deployment, by module (a file of the functions folder,
-// e.g. "messages.js"): the deployment's module hashes asked before and after the push.
-struct PushedReport {
+// What a successful push changed on the deployment, asked of the deployment before and after it
+// (docs/design.md, "What was pushed"). Lists are sorted.
+struct PushChanges {
   std::vector<std::string> created;
-  std::vector<std::string> changed;   // same path, another hash or environment
+  std::vector<std::string> changed;
   std::vector<std::string> removed;
   uint64_t unchanged = 0;
+};
+struct PushedReport {
+  PushChanges modules;                   // by module path, e.g. "messages.js"
+  std::optional<PushChanges> functions;  // by identifier, e.g. "messages.js:list"; when listed
 };
 
 // The webhook of a job that gave callback_url: where its final report goes and every delivery

@@ -107,7 +107,7 @@ TEST_F(Jobs, CancelDuringThePushKillsTheCliAndDeletesWhatTheJobCreated) {
   EXPECT_TRUE(standinGet("/_standin/pushes").empty()) << "nothing was pushed";
 }
 
-TEST_F(Jobs, TheReportSaysWhichModulesThePushCreatedChangedAndRemoved) {
+TEST_F(Jobs, TheReportSaysWhichModulesAndFunctionsThePushCreatedChangedAndRemoved) {
   startAgent(true);
   const std::string legacy = "import { query } from \"./_generated/server\";\n"
                              "export const old = query({ args: {}, handler: async () => \"old\" });\n";
@@ -120,6 +120,12 @@ TEST_F(Jobs, TheReportSaysWhichModulesThePushCreatedChangedAndRemoved) {
   EXPECT_EQ(created["changed"], Json::array());
   EXPECT_EQ(created["removed"], Json::array());
   EXPECT_EQ(created["unchanged"], 0);
+  const Json& first_functions = first["pushed"]["functions"];
+  EXPECT_EQ(first_functions["created"],
+            Json::array({"channels.js:create", "channels.js:list", "legacy.js:old", "messages.js:get", "messages.js:list",
+                         "messages.js:pruneOld", "messages.js:search", "messages.js:send", "messages.js:setSummary",
+                         "summaries.js:summarize"}))
+      << first["pushed"].dump(2);
 
   // The next generation: one module gone, one new, one with another function.
   std::ifstream channels_file(testsupport::exampleAppDir() / "convex/channels.ts");
@@ -137,10 +143,20 @@ TEST_F(Jobs, TheReportSaysWhichModulesThePushCreatedChangedAndRemoved) {
   EXPECT_EQ(diff["changed"], Json::array({"channels.js"})) << second["pushed"].dump(2);
   EXPECT_EQ(diff["removed"], Json::array({"legacy.js"})) << second["pushed"].dump(2);
   EXPECT_EQ(diff["unchanged"], 4) << second["pushed"].dump(2);
-  // Asked of the deployment, before and after the push: two calls in the report.
-  size_t asked = 0;
-  for (const auto& call : second["api_calls"]) asked += call["call"] == "get_config_hashes" && call["ok"] == true;
-  EXPECT_EQ(asked, 2u) << second["api_calls"].dump(2);
+  const Json& functions = second["pushed"]["functions"];
+  EXPECT_EQ(functions["created"], Json::array({"channels.js:count", "ping.js:ping"})) << functions.dump(2);
+  EXPECT_EQ(functions["removed"], Json::array({"legacy.js:old"})) << functions.dump(2);
+  // Convex compares code by module: both functions of the changed module count as changed.
+  EXPECT_EQ(functions["changed"], Json::array({"channels.js:create", "channels.js:list"})) << functions.dump(2);
+  EXPECT_EQ(functions["unchanged"], 7) << functions.dump(2);
+  // Asked of the deployment, before and after the push: two calls of each in the report.
+  size_t hashes = 0, listings = 0;
+  for (const auto& call : second["api_calls"]) {
+    hashes += call["call"] == "get_config_hashes" && call["ok"] == true;
+    listings += call["call"] == "function_spec" && call["ok"] == true;
+  }
+  EXPECT_EQ(hashes, 2u) << second["api_calls"].dump(2);
+  EXPECT_EQ(listings, 2u) << second["api_calls"].dump(2);
 }
 
 TEST_F(Jobs, KillNineLosesNothingFinishedAndAnIdempotentRetryFindsItsJob) {

@@ -44,6 +44,31 @@ std::string requireModulePath(const json& module, const std::string& where) {
 }
 
 // A ModuleConfig: {path, source, sourceMap?, environment}.
+// The exported names of an esbuild ESM bundle: its last `export { local as name, other };`
+// statement ("default" included). Anything else exports nothing the stand-in can see.
+std::vector<std::string> bundleExports(const std::string& source) {
+  std::vector<std::string> names;
+  const size_t statement = source.rfind("export {");
+  if (statement == std::string::npos) return names;
+  const size_t end = source.find('}', statement);
+  if (end == std::string::npos) return names;
+  std::string list = source.substr(statement + 8, end - statement - 8);
+  size_t start = 0;
+  while (start < list.size()) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string::npos) comma = list.size();
+    std::string item = list.substr(start, comma - start);
+    const size_t as = item.find(" as ");
+    if (as != std::string::npos) item = item.substr(as + 4);
+    item.erase(0, item.find_first_not_of(" \t\r\n"));
+    item.erase(item.find_last_not_of(" \t\r\n") + 1);
+    if (!item.empty()) names.push_back(item);
+    start = comma + 1;
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 ModuleHash hashModuleConfig(const json& module, const std::string& where) {
   if (!module.is_object()) throw badRequest("`" + where + "` must be an object");
   ModuleHash hash;
@@ -52,6 +77,7 @@ ModuleHash hashModuleConfig(const json& module, const std::string& where) {
   const std::string source_map = optionalString(module, "sourceMap", where).value_or("");
   hash.environment = requireEnvironment(module, where);
   hash.sha256 = moduleSha256(source, source_map);
+  hash.exports = bundleExports(source);
   return hash;
 }
 
@@ -65,12 +91,15 @@ ModuleHash requireUnchangedModule(const json& entry, const std::string& where,
   hash.path = requireModulePath(entry, where);
   hash.environment = requireEnvironment(entry, where);
   hash.sha256 = requireString(entry, "sha256", where);
-  const bool deployed =
-      current && std::any_of(current->modules.begin(), current->modules.end(),
-                             [&](const ModuleHash& m) {
-                               return m.path == hash.path && m.environment == hash.environment &&
-                                      m.sha256 == hash.sha256;
-                             });
+  const ModuleHash* deployed = nullptr;
+  if (current) {
+    for (const auto& module : current->modules) {
+      if (module.path == hash.path && module.environment == hash.environment && module.sha256 == hash.sha256) {
+        deployed = &module;
+      }
+    }
+  }
+  if (deployed) hash.exports = deployed->exports;
   if (!deployed) {
     throw ApiError(400, "UnknownUnchangedModule",
                    "`" + where + "` names " + hash.path + " (" + hash.environment + ", sha256 " +
@@ -303,6 +332,38 @@ class ConfigHashesHandler final : public AdminJsonRoute {
   }
 };
 
+// POST /api/query {"path", "args", "format"} with admin auth, as ConvexHttpClient sends it.
+// Only the system query `_system/cli/modules:apiSpec` (what `npx convex function-spec` runs)
+// is known: one entry per exported function of the current app, `<module>:<export>`, from the
+// modules' export statements (default exports, crons and the HTTP router, are not functions
+// here). The stand-in cannot tell a function's type or validators: those fields are absent.
+// Any other path: HTTP 560 {"status":"error"}, as a failed function.
+class QueryHandler final : public RouteHandler {
+ public:
+  using RouteHandler::RouteHandler;
+
+ protected:
+  Reply handle(Exchange& exchange) override {
+    const json body = exchange.jsonBody();
+    const HostedDeployment deployment = requireAdminKey(exchange);
+    const std::string path = requireString(body, "path");
+    if (path != "_system/cli/modules:apiSpec") {
+      return {560, {{"status", "error"}, {"errorMessage", "Could not find function for '" + path + "'"},
+                    {"logLines", json::array()}}};
+    }
+    json functions = json::array();
+    if (const auto app = state().currentApp(deployment.name)) {
+      for (const auto& module : app->modules) {
+        if (module.path.rfind("_deps/", 0) == 0) continue;
+        for (const auto& name : module.exports) {
+          if (name != "default") functions.push_back({{"identifier", module.path + ":" + name}});
+        }
+      }
+    }
+    return {200, {{"status", "success"}, {"value", std::move(functions)}, {"logLines", json::array()}}};
+  }
+};
+
 // POST /api/deploy2/evaluate_schema: best effort for the CLI; "no tables, nothing to check".
 class EvaluateSchemaHandler final : public AdminJsonRoute {
  public:
@@ -400,6 +461,7 @@ void addDeploymentRoutes(RouteTable& table) {
   table.add<CanonicalUrlsHandler>("GET", "/api/v1/get_canonical_urls");
   table.add<StreamFunctionLogsHandler>("GET", "/api/stream_function_logs");
   table.add<ConfigHashesHandler>("POST", "/api/get_config_hashes");
+  table.add<QueryHandler>("POST", "/api/query");
   table.add<EvaluateSchemaHandler>("POST", "/api/deploy2/evaluate_schema");
   table.add<EvaluatePushHandler>("POST", "/api/deploy2/evaluate_push");
   table.add<StartPushHandler>("POST", "/api/deploy2/start_push");

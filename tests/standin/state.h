@@ -26,6 +26,9 @@ struct ModuleHash {
   std::string path;
   std::string environment;  // "isolate" | "node"
   std::string sha256;       // lowercase hex of sha256(source ‖ sourceMap)
+  // The names the bundled module exports (its last `export { a as name, ... }` statement): the
+  // stand-in does not run modules, so this is what it knows of their functions.
+  std::vector<std::string> exports;
 };
 
 inline constexpr int64_t kTeamId = 1;

@@ -1116,6 +1116,29 @@ TEST(ManagementClientCalls, SetEnvironmentVariablesUsesTheConvexSchemeAndNullDel
                                                                 {"name":"OLD_VAR","value":null}]})"));
 }
 
+TEST(ManagementClientCalls, TheFunctionListingIsTheApiSpecSystemQueryOverHttp) {
+  ScriptedApi api({answer(200, R"({"status":"success","logLines":[],"value":[
+                      {"identifier":"messages.js:list","functionType":"Query","visibility":{"kind":"public"}},
+                      {"identifier":"http.js:GET /channels","functionType":"HttpAction"}]})"),
+                   answer(200, R"({"status":"error","errorMessage":"no"})")});
+  const std::string deploy_key = "prod:happy-otter-123|specskey0123456789";
+  auto listed = da::convex::functionSpec(api.origin() + "/", deploy_key, quickOptions());
+  ASSERT_TRUE(listed.functions) << listed.error->message;
+  ASSERT_EQ(listed.functions->size(), 2u);
+  EXPECT_EQ((*listed.functions)[0].identifier, "messages.js:list");
+  EXPECT_EQ((*listed.functions)[0].function_type, "Query");
+  EXPECT_NE((*listed.functions)[0].signature.find("public"), std::string::npos);
+  const auto seen = api.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].target, "/api/query");
+  EXPECT_EQ(seen[0].header("authorization"), "Convex " + deploy_key);
+  EXPECT_EQ(seen[0].json()["path"], "_system/cli/modules:apiSpec");
+  auto refused = da::convex::functionSpec(api.origin(), deploy_key, quickOptions());
+  EXPECT_FALSE(refused.functions);
+  ASSERT_TRUE(refused.error);
+  EXPECT_EQ(refused.error->reason, "bad_response");
+}
+
 TEST(ManagementClientCalls, EnvVarValuesNeverAppearInErrors) {
   const std::string secret = "sk-live-RECOGNISABLE-SECRET-42";
   const std::string key = "prod:happy-otter-123|envkey0123456789";

@@ -31,4 +31,24 @@ TEST(ModuleDiff, AFirstPushCreatesEverything) {
   EXPECT_TRUE(diff.removed.empty());
 }
 
+TEST(FunctionDiff, ANeighbourOrASignatureChangeIsAChangeAndTheRestIsNamed) {
+  using da::convex::FunctionSpec;
+  const std::vector<FunctionSpec> before = {{"messages.js:list", "Query", "{\"args\":1}"},
+                                            {"messages.js:send", "Mutation", "{}"},
+                                            {"channels.js:list", "Query", "{\"args\":1}"},
+                                            {"channels.js:create", "Mutation", "{\"args\":1}"},
+                                            {"legacy.js:old", "Query", "{}"}};
+  const std::vector<FunctionSpec> after = {{"messages.js:list", "Query", "{\"args\":1}"},
+                                           {"messages.js:send", "Mutation", "{}"},
+                                           {"channels.js:list", "Query", "{\"args\":1}"},
+                                           {"channels.js:create", "Mutation", "{\"args\":2}"},
+                                           {"ping.js:ping", "Query", "{}"}};
+  // messages.js changed as a module: both of its functions count as changed.
+  const auto diff = da::convex::functionDiff(before, after, {"messages.js"});
+  EXPECT_EQ(diff.created, (std::vector<std::string>{"ping.js:ping"}));
+  EXPECT_EQ(diff.removed, (std::vector<std::string>{"legacy.js:old"}));
+  EXPECT_EQ(diff.changed, (std::vector<std::string>{"channels.js:create", "messages.js:list", "messages.js:send"}));
+  EXPECT_EQ(diff.unchanged, 1u);
+}
+
 }  // namespace
