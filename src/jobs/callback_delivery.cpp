@@ -52,10 +52,25 @@ std::optional<std::string> callbackUrlRefusal(const std::string& url, const Call
   std::string error;
   auto origin = net::originOf(url, error);
   if (!origin) return "callback_url must be an http:// or https:// URL (" + error + ")";
-  if (url.find('@') != std::string::npos) return "callback_url must not carry credentials (user info)";
-  if (url.find('#') != std::string::npos) return "callback_url must not have a fragment";
-  if (std::any_of(url.begin(), url.end(), [](unsigned char c) { return c <= 0x20 || c == 0x7f; })) {
-    return "callback_url must not contain spaces or control characters";
+  if (std::any_of(url.begin(), url.end(), [](unsigned char c) { return c <= 0x20 || c == 0x7f || c == '\\'; })) {
+    return "callback_url must not contain spaces, backslashes or control characters";
+  }
+  // The host checked must be the host the sender connects to: the request is made with
+  // Poco::URI's reading of the URL, so it has to agree with the allowlist's.
+  Poco::URI parsed;
+  try {
+    parsed = Poco::URI(url);
+  } catch (const std::exception&) {
+    return "callback_url is not a URL the agent can send to";
+  }
+  if (!parsed.getUserInfo().empty()) return "callback_url must not carry credentials (user info)";
+  if (!parsed.getFragment().empty() || url.find('#') != std::string::npos) {
+    return "callback_url must not have a fragment";
+  }
+  std::string ignored;
+  const auto sent_to = net::parseAuthority(parsed.getHost(), parsed.getPort(), ignored);
+  if (!sent_to || net::displayName(*sent_to) != net::displayName(*origin)) {
+    return "callback_url's host is ambiguous: it reads differently to the allowlist and to the sender";
   }
   net::EgressAllowlist allowed;
   for (const auto& entry : settings.allowed_hosts) {

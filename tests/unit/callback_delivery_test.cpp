@@ -34,6 +34,9 @@ TEST(CallbackUrl, OnlyAnAllowedHostAndPortWithoutCredentialsIsAccepted) {
   EXPECT_TRUE(da::callbackUrlRefusal("http://127.0.0.1:9001/h", settings));
   EXPECT_TRUE(da::callbackUrlRefusal("http://2130706433:9000/h", settings)) << "another spelling of 127.0.0.1";
   EXPECT_TRUE(da::callbackUrlRefusal("https://user:pw@hooks.example.com/", settings));
+  EXPECT_TRUE(da::callbackUrlRefusal("https://hooks.example.com@evil.example/", settings)) << "the host is evil.example";
+  EXPECT_TRUE(da::callbackUrlRefusal("https://evil.example\\@hooks.example.com/", settings)) << "read two ways";
+  EXPECT_FALSE(da::callbackUrlRefusal("https://hooks.example.com/d?email=a@b.example", settings)) << "an @ in the query";
   EXPECT_TRUE(da::callbackUrlRefusal("ftp://hooks.example.com/", settings));
   EXPECT_TRUE(da::callbackUrlRefusal("https://hooks.example.com/#frag", settings));
   EXPECT_TRUE(da::callbackUrlRefusal("https://hooks.example.com/a b", settings));
