@@ -142,7 +142,10 @@ class DeployAgentApp : public Poco::Util::ServerApplication {
     }
     server.stop();
     runner.stop();
-    callbacks.stop();  // after the runner: the reports of jobs it cancelled are pending, resumed at the next start
+    // The jobs that just ended are told, briefly: what is still pending after that is resumed at
+    // the next start.
+    if (!hurried) callbacks.waitUntilIdle(std::chrono::seconds(5));
+    callbacks.stop();
     housekeeper.stop();
     stopping = true;
     cleanup.stop();

@@ -169,6 +169,7 @@ void CallbackDelivery::send() {
     }
     const std::string job_id = next->second;
     due_.erase(next);
+    ++in_flight_;
     lock.unlock();
     try {
       attempt(job_id);
@@ -176,7 +177,17 @@ void CallbackDelivery::send() {
       spdlog::error("deploy {}: the callback attempt failed inside the agent: {}", job_id, e.what());
     }
     lock.lock();
+    --in_flight_;
+    idle_.notify_all();
   }
+}
+
+void CallbackDelivery::waitUntilIdle(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  idle_.wait_for(lock, timeout, [this] {
+    const bool due_now = !due_.empty() && due_.begin()->first <= std::chrono::steady_clock::now();
+    return senders_.empty() || (in_flight_ == 0 && !due_now);
+  });
 }
 
 void CallbackDelivery::attempt(const std::string& job_id) {

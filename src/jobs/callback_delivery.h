@@ -62,6 +62,9 @@ class CallbackDelivery {
   // Ends an attempt in flight (it is not recorded) and joins; pending callbacks stay pending
   // in their reports for the next start.
   void stop();
+  // Waits (at most `timeout`) until no attempt is in flight and none is due now: lets a stopping
+  // agent deliver the reports of the jobs it just finished. Retries due later are not waited for.
+  void waitUntilIdle(std::chrono::milliseconds timeout);
   // A job finished: its callback, if it has one, is due now.
   void jobFinished(const DeployReport& report);
 
@@ -79,6 +82,8 @@ class CallbackDelivery {
   AttemptObserver on_attempt_;
   std::mutex mutex_;
   std::condition_variable wake_;
+  std::condition_variable idle_;
+  size_t in_flight_ = 0;
   std::multimap<std::chrono::steady_clock::time_point, std::string> due_;
   std::atomic<bool> stopping_{false};
   std::vector<std::thread> senders_;

@@ -4,6 +4,7 @@
 // refused before anything is received; a pending delivery survives kill -9.
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <stdio.h>
 
 #include <filesystem>
@@ -26,12 +27,15 @@ class Callbacks : public testsupport::AgentE2E {
  protected:
   Callbacks() : AgentE2E("callbacks", kAgentToken, kTeamToken) {}
 
-  void startWithCallbacks(const std::string& allowed_hosts, const std::string& first_retry_ms = "100") {
+  void startWithCallbacks(const std::string& allowed_hosts, const std::string& first_retry_ms = "100",
+                          std::vector<std::string> more_args = {}) {
     const fs::path secret_file = state_dir_ / "callback-secret";
     std::ofstream(secret_file) << kCallbackSecret << "\n";
     secrets_.push_back(kCallbackSecret);
-    startAgent(true, {"--callback-hosts", allowed_hosts, "--callback-secret-file", secret_file.string(),
-                      "--callback-retry-ms", first_retry_ms});
+    std::vector<std::string> args{"--callback-hosts", allowed_hosts, "--callback-secret-file", secret_file.string(),
+                                  "--callback-retry-ms", first_retry_ms};
+    args.insert(args.end(), more_args.begin(), more_args.end());
+    startAgent(true, args);
   }
 
   std::string accept(const Json& options) {
@@ -188,6 +192,28 @@ TEST_F(Callbacks, APendingDeliverySurvivesKillMinusNine) {
   EXPECT_EQ(requests[1].answered, 200);
   EXPECT_EQ(requests[1].headers.at("Deploy-Agent-Delivery"), id);
   EXPECT_EQ(requests[0].body, requests[1].body) << "the same report before and after the restart";
+}
+
+TEST_F(Callbacks, ADeployThatFinishesWhileTheAgentDrainsIsDeliveredBeforeItExits) {
+  // The receiver takes 1.5 s to answer: the delivery is still in flight when the drain ends.
+  WebhookReceiver receiver({}, std::chrono::milliseconds(1500));
+  // The push waits 2 s at the deployment: the deploy is running when SIGTERM comes.
+  addFault({{"method", "POST"}, {"path", "/api/deploy2/start_push"}, {"delay_ms", 2000}});
+  startWithCallbacks(receiver.hostPort(), "100", {"--drain-seconds", "60"});
+  const std::string id = accept({{"target", "prod"}, {"deployment", "happy-otter-123"}, {"callback_url", receiver.url()}});
+  ASSERT_TRUE(faultsTaken());
+  agent_->signal(SIGTERM);
+  EXPECT_EQ(agent_->wait(), 0);
+  // The agent has exited: its stored report is final.
+  std::ifstream stored(state_dir_ / "state/jobs" / id / "report.json");
+  const Json report = Json::parse(stored);
+  EXPECT_EQ(report["status"], "succeeded");
+  EXPECT_EQ(report["callback"]["status"], "delivered") << "the agent stopped before telling the receiver: "
+                                                        << report["callback"].dump(2);
+  const auto requests = receiver.requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].headers.at("Deploy-Agent-Delivery"), id);
+  rememberReceived(requests[0].body);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <Poco/Net/HTTPRequestHandler.h>
@@ -34,7 +35,9 @@ class WebhookReceiver {
     int answered = 0;  // the status it was answered with
   };
 
-  explicit WebhookReceiver(std::vector<int> script = {}) : script_(script.begin(), script.end()) {
+  // `answer_delay`: how long each answer takes, for a receiver that is slow to respond.
+  explicit WebhookReceiver(std::vector<int> script = {}, std::chrono::milliseconds answer_delay = {})
+      : script_(script.begin(), script.end()), answer_delay_(answer_delay) {
     socket_ = std::make_unique<Poco::Net::ServerSocket>(Poco::Net::SocketAddress("127.0.0.1", 0));
     auto* params = new Poco::Net::HTTPServerParams;
     params->setKeepAlive(false);
@@ -79,6 +82,7 @@ class WebhookReceiver {
         }
       }
       seen.answered = status;
+      if (receiver_.answer_delay_.count() > 0) std::this_thread::sleep_for(receiver_.answer_delay_);
       response.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
       response.setContentType("text/plain");
       response.send() << "answered " << status;
@@ -107,6 +111,7 @@ class WebhookReceiver {
   std::mutex mutex_;
   std::condition_variable arrived_;
   std::deque<int> script_;
+  std::chrono::milliseconds answer_delay_;
   std::vector<Request> requests_;
   std::unique_ptr<Poco::Net::ServerSocket> socket_;
   std::unique_ptr<Poco::Net::HTTPServer> server_;
