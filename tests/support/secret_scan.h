@@ -18,6 +18,8 @@
 #include <Poco/URI.h>
 #include <nlohmann/json.hpp>
 
+#include "support/server_process.h"
+
 namespace testsupport {
 
 class SecretScan {
@@ -66,10 +68,15 @@ class SecretScan {
     }
   }
 
-  // Everything remembered, and every file under `dir` but the test's own copies of secrets
-  // (files named *secret* directly in `dir`, handed to the agent as files).
+  // Everything remembered, every answer httpRequest got from an agent since the last scan, and
+  // every file under `dir` but the test's own copies of secrets (files named *secret* directly
+  // in `dir`, handed to the agent as files).
   void expectClean(const std::filesystem::path& dir) const {
     for (size_t i = 0; i < received_.size(); ++i) expectNoSecretIn(received_[i], "answer #" + std::to_string(i + 1));
+    const auto answers = takeAgentAnswers();
+    for (size_t i = 0; i < answers.size(); ++i) {
+      expectNoSecretIn(answers[i], "HTTP answer of the agent #" + std::to_string(i + 1));
+    }
     if (!std::filesystem::exists(dir)) return;
     for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
       if (!entry.is_regular_file()) continue;

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <mutex>
+#include <utility>
 #include <stdexcept>
 
 #include <Poco/Net/HTTPClientSession.h>
@@ -20,6 +22,28 @@ extern char** environ;
 namespace testsupport {
 
 namespace {
+
+// Origins of the agents started here, and what httpRequest got from them.
+std::mutex agent_answers_mutex;
+std::vector<std::string> agent_origins;
+std::vector<std::string> agent_answers;
+
+void watchAgent(const std::string& executable, const std::string& base_url) {
+  if (executable.size() < 12 || executable.compare(executable.size() - 12, 12, "deploy-agent") != 0) return;
+  std::lock_guard lock(agent_answers_mutex);
+  agent_origins.push_back(base_url);
+}
+
+void keepIfFromAgent(const std::string& url, const HttpResult& result) {
+  std::lock_guard lock(agent_answers_mutex);
+  for (const auto& origin : agent_origins) {
+    if (url.rfind(origin, 0) != 0) continue;
+    std::string answer = std::to_string(result.status) + " " + result.reason_phrase + "\n";
+    for (const auto& [name, value] : result.headers) answer += name + ": " + value + "\n";
+    agent_answers.push_back(answer + "\n" + result.body);
+    return;
+  }
+}
 
 std::string readLine(int fd) {
   std::string line;
@@ -91,6 +115,7 @@ ServerProcess::ServerProcess(const std::string& executable, const std::vector<st
                              "), first stdout line: '" + line + "'");
   }
   base_url_ = line.substr(marker.size());
+  watchAgent(executable, base_url_);
 }
 
 ServerProcess::~ServerProcess() { stop(); }
@@ -150,7 +175,13 @@ HttpResult httpRequest(const std::string& method, const std::string& url,
   result.reason_phrase = response.getReason();
   for (const auto& [name, value] : response) result.headers[name] = value;
   result.body.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  keepIfFromAgent(url, result);
   return result;
+}
+
+std::vector<std::string> takeAgentAnswers() {
+  std::lock_guard lock(agent_answers_mutex);
+  return std::exchange(agent_answers, {});
 }
 
 std::string sourceDir() { return DA_SOURCE_DIR; }

@@ -50,6 +50,11 @@ HttpResult httpRequest(const std::string& method, const std::string& url,
                        const std::map<std::string, std::string>& headers = {},
                        const std::string& body = {}, int timeout_seconds = 90);
 
+// Every answer (status line, headers, body) httpRequest got from a deploy-agent that a
+// ServerProcess started in this process, oldest first, handed over once: what the secret scan
+// reads besides the files the agent wrote (support/secret_scan.h).
+std::vector<std::string> takeAgentAnswers();
+
 // Paths of things the build and set-up produce.
 std::string sourceDir();
 std::string binaryDir();
