@@ -60,22 +60,16 @@ class AgentLifecycle : public ::testing::Test {
     return key;
   }
 
-  testsupport::HttpResult remembered(testsupport::HttpResult result) {
-    scan_.remember(result.body);
-    for (const auto& [name, value] : result.headers) scan_.remember(name + ": " + value);
-    return result;
-  }
-
   testsupport::HttpResult post(const std::string& query, const std::string& body, const std::string& key) {
-    return remembered(httpRequest("POST", agent_->baseUrl() + "/v1/deploys?" + query,
-                                  {{"Authorization", "Bearer " + kAgentToken}, {"Content-Type", "application/gzip"},
-                                   {"Convex-Deploy-Key", key}},
-                                  body));
+    return httpRequest("POST", agent_->baseUrl() + "/v1/deploys?" + query,
+                       {{"Authorization", "Bearer " + kAgentToken}, {"Content-Type", "application/gzip"},
+                        {"Convex-Deploy-Key", key}},
+                       body);
   }
 
   Json report(const std::string& id, int wait_seconds) {
-    auto result = remembered(httpRequest("GET", agent_->baseUrl() + "/v1/deploys/" + id + "?wait=" + std::to_string(wait_seconds),
-                                         {{"Authorization", "Bearer " + kAgentToken}}));
+    auto result = httpRequest("GET", agent_->baseUrl() + "/v1/deploys/" + id + "?wait=" + std::to_string(wait_seconds),
+                              {{"Authorization", "Bearer " + kAgentToken}});
     EXPECT_EQ(result.status, 200) << result.body;
     return Json::parse(result.body);
   }

@@ -72,14 +72,6 @@ class DeployE2E : public ::testing::Test {
     fs::remove_all(state_dir_);
   }
 
-  static HttpResult remembered(HttpResult result) {
-    if (scan_) {
-      scan_->remember(result.body);
-      for (const auto& [name, value] : result.headers) scan_->remember(name + ": " + value);
-    }
-    return result;
-  }
-
   static fs::path exampleApp() { return testsupport::exampleAppDir(); }
 
   static Json examplePackageJson() {
@@ -95,11 +87,11 @@ class DeployE2E : public ::testing::Test {
                                std::map<std::string, std::string> headers = {}) {
     headers.emplace("Authorization", "Bearer " + kAgentToken);
     headers.emplace("Content-Type", "application/gzip");
-    return remembered(httpRequest("POST", agent_->baseUrl() + "/v1/deploys?" + query, headers, body));
+    return httpRequest("POST", agent_->baseUrl() + "/v1/deploys?" + query, headers, body);
   }
 
   static Json getJson(const std::string& url) {
-    auto result = remembered(httpRequest("GET", url, {{"Authorization", "Bearer " + kAgentToken}}));
+    auto result = httpRequest("GET", url, {{"Authorization", "Bearer " + kAgentToken}});
     EXPECT_EQ(result.status, 200) << result.body;
     return Json::parse(result.body);
   }
@@ -115,8 +107,8 @@ class DeployE2E : public ::testing::Test {
   }
 
   static std::string deployLog(const std::string& id) {
-    auto result = remembered(httpRequest("GET", agent_->baseUrl() + "/v1/deploys/" + id + "/log",
-                              {{"Authorization", "Bearer " + kAgentToken}}));
+    auto result = httpRequest("GET", agent_->baseUrl() + "/v1/deploys/" + id + "/log",
+                              {{"Authorization", "Bearer " + kAgentToken}});
     EXPECT_EQ(result.status, 200);
     return result.body;
   }

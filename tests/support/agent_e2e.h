@@ -1,20 +1,18 @@
 // A fixture for end-to-end tests of one agent against one stand-in, both real processes: the
 // agent logs to a file in the test's folder, and at the end every byte the agent wrote there
-// (state, reports, events, logs) and every byte it answered the test with (bodies and headers
-// of every call through agentCall, event streams, webhooks a test hands over with
-// rememberReceived) is scanned for the secrets the test handed over, raw and in their base64,
+// (state, reports, events, logs) and every byte it answered or sent the test (every answer
+// httpRequest got from it, event streams, webhooks a test hands over with rememberReceived) is
+// scanned for the secrets the test handed over, raw and in their base64,
 // URL-encoded and JSON-escaped forms.
 #pragma once
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <cstdint>
 #include <map>
-#include <sstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -81,13 +79,11 @@ class AgentE2E : public ::testing::Test {
   HttpResult agentCall(const std::string& method, const std::string& path, std::map<std::string, std::string> headers = {},
                        const std::string& body = {}) {
     headers["Authorization"] = "Bearer " + agent_token_;
-    auto result = httpRequest(method, agent_->baseUrl() + path, headers, body);
-    rememberReceived(result.body);
-    for (const auto& [name, value] : result.headers) rememberReceived(name + ": " + value);
-    return result;
+    return httpRequest(method, agent_->baseUrl() + path, headers, body);
   }
 
-  // Bytes the agent sent somewhere (an answer, a webhook), scanned for secrets at the end.
+  // Bytes the agent sent that httpRequest did not receive (an event stream, a webhook), scanned
+  // for secrets at the end with every answer httpRequest got from it.
   void rememberReceived(const std::string& bytes) { scan_.remember(bytes); }
 
   // POST /v1/deploys with the example app and `options` as multipart parts, plus `headers`.
