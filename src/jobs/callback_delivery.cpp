@@ -72,13 +72,12 @@ std::optional<std::string> callbackUrlRefusal(const std::string& url, const Call
   if (!sent_to || net::displayName(*sent_to) != net::displayName(*origin)) {
     return "callback_url's host is ambiguous: it reads differently to the allowlist and to the sender";
   }
-  net::EgressAllowlist allowed;
-  for (const auto& entry : settings.allowed_hosts) {
-    std::string ignored;
-    if (auto destination = net::parseAuthority(entry, 443, ignored)) allowed.allow(*destination, net::Trust::kOperator);
-  }
   if (settings.allowed_hosts.empty()) {
     return "this agent sends no callbacks: its operator has allowed no callback host (--callback-hosts)";
+  }
+  net::EgressAllowlist allowed;
+  for (const auto& entry : settings.allowed_hosts) {
+    if (auto destination = net::parseAuthority(entry, 443, ignored)) allowed.allow(*destination, net::Trust::kOperator);
   }
   if (!allowed.match(*origin)) {
     return "callback_url's host " + net::displayName(*origin) +
@@ -200,7 +199,7 @@ void CallbackDelivery::attempt(const std::string& job_id) {
   attempt.at_ms = nowUnixMillis();
   Answer answer;
   // The allowlist may have changed since the job was accepted (a restart with other settings).
-  if (auto refusal = callbackUrlRefusal(url, settings_.callbacks)) {
+  if (callbackUrlRefusal(url, settings_.callbacks)) {
     answer.outcome = "not sent: the host is not allowed (--callback-hosts)";
   } else {
     // The body is the report as it finished; the delivery's own progress is not part of it.
